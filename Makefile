@@ -1,0 +1,108 @@
+# stopper — the two commands a user needs: `make demo` and `make test`.
+# Every area has its own sub-Makefile; this file builds the library once and hands
+# the paths down through the environment (STOPPER_ROOT, STOPPER_LIBDIR, STOPPER_INCDIR,
+# STOPPER_PYTHON).
+
+SHELL      := /bin/bash
+CARGO      ?= cargo
+PREFIX     ?= /usr/local
+PYTHON     ?= python3
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+MAJOR      := $(firstword $(subst ., ,$(VERSION)))
+
+export STOPPER_ROOT   := $(CURDIR)
+export STOPPER_LIBDIR := $(CURDIR)/build/lib
+export STOPPER_INCDIR := $(CURDIR)/include
+export STOPPER_VENV   := $(CURDIR)/.venv
+export STOPPER_PYTHON := $(STOPPER_VENV)/bin/python
+
+RELEASE_SO := target/release/libstopper.so
+LIB_SO     := build/lib/libstopper.so.$(VERSION)
+
+.PHONY: header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
+        install uninstall clean venv check-header
+
+all: build
+
+# ---------------------------------------------------------------- build
+build: lib
+
+lib: $(LIB_SO)
+
+# cargo decides what is stale; the rule always asks it, then refreshes build/lib.
+$(LIB_SO): FORCE
+	$(CARGO) build --release --locked
+	@mkdir -p build/lib
+	@cp -f $(RELEASE_SO) $(LIB_SO).tmp && mv -f $(LIB_SO).tmp $(LIB_SO)
+	@ln -sf libstopper.so.$(VERSION) build/lib/libstopper.so.$(MAJOR)
+	@ln -sf libstopper.so.$(MAJOR) build/lib/libstopper.so
+	@cp -f target/release/libstopper.a build/lib/libstopper.a
+	@./scripts/gen-pc.sh "$(CURDIR)/build" "$(VERSION)" > build/lib/stopper.pc
+
+FORCE:
+
+# Regenerate include/stopper.h after changing an exported item (then commit it).
+header:
+	STOPPER_UPDATE_HEADER=1 $(CARGO) build --release --locked
+
+# The checked-in header must be exactly what build.rs generates (build.rs also fails the
+# build when they differ, unless STOPPER_UPDATE_HEADER=1).
+check-header: lib
+	git diff --exit-code -- include/stopper.h
+
+# ---------------------------------------------------------------- python venv
+venv: $(STOPPER_VENV)/.ok
+
+$(STOPPER_VENV)/.ok: bindings/python/requirements-dev.txt
+	$(PYTHON) -m venv $(STOPPER_VENV)
+	$(STOPPER_VENV)/bin/pip install --quiet --disable-pip-version-check -r bindings/python/requirements-dev.txt
+	@touch $@
+
+# ---------------------------------------------------------------- tests
+test: test-rust test-header test-c test-cpp test-python
+	@echo "make test: all suites passed"
+
+test-rust:
+	$(CARGO) test --release --locked
+
+test-header: lib
+	$(MAKE) -C tests/header test
+
+test-c: lib
+	$(MAKE) -C tests/c test
+
+test-cpp: lib
+	$(MAKE) -C tests/cpp test
+
+test-python: lib venv
+	$(MAKE) -C tests/python test
+
+# ---------------------------------------------------------------- demo, bench
+demo: lib venv
+	$(MAKE) -C examples/c demo
+	$(MAKE) -C examples/python demo
+
+bench: lib venv
+	$(MAKE) -C benches bench
+
+# ---------------------------------------------------------------- install
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libstopper.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libstopper.so.$(MAJOR)
+	ln -sf libstopper.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libstopper.so
+	install -m 0644 build/lib/libstopper.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 include/stopper.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 bindings/cpp/stopper.hpp $(DESTDIR)$(PREFIX)/include/
+	./scripts/gen-pc.sh "$(PREFIX)" "$(VERSION)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libstopper.so* $(DESTDIR)$(PREFIX)/lib/libstopper.a \
+	      $(DESTDIR)$(PREFIX)/include/stopper.h $(DESTDIR)$(PREFIX)/include/stopper.hpp \
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf build
+	-for d in tests/header tests/c tests/cpp tests/python examples/c examples/python benches; do \
+	    [ -f $$d/Makefile ] && $(MAKE) -C $$d clean; done

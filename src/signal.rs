@@ -1,0 +1,80 @@
+//! Signals as interrupts: a do-nothing handler installed without `SA_RESTART`, so that a
+//! thread blocked in `read`, `accept`, `nanosleep`, `poll`… returns `EINTR` when signalled,
+//! and a hook that signals one thread. The library never takes a signal that already has a
+//! handler: a plugin must not steal its host's signals.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::status::Status;
+use crate::sys;
+
+/// Signals whose handler the library installed (bit n = signal n).
+static INSTALLED: AtomicU64 = AtomicU64::new(0);
+static INSTALL_LOCK: Mutex<()> = Mutex::new(());
+
+/// Whether the library may use `signo` as an interrupt at all: in range, catchable, and not
+/// one of the synchronous/fatal signals a no-op handler would turn into a busy loop.
+pub fn usable(signo: i32) -> bool {
+    let max = libc::SIGRTMAX();
+    signo >= 1
+        && signo <= max
+        && signo < 64
+        && ![
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGABRT,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ]
+        .contains(&signo)
+}
+
+/// Installs the no-op interrupt handler for `signo`, once. `Inval` when the signal is not
+/// usable or already has a disposition other than the default or the library's own handler.
+pub fn install(signo: i32) -> Status {
+    if !usable(signo) {
+        return Status::Inval;
+    }
+    let _g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let old = match sys::sigaction_get(signo) {
+        Ok(a) => a,
+        Err(_) => return Status::Os,
+    };
+    let ours = sys::noop_handler_address();
+    if old.sa_sigaction == ours {
+        INSTALLED.fetch_or(1u64 << signo, Ordering::AcqRel);
+        return Status::Ok;
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Status::Inval; // the host's handler (or its SIG_IGN): not ours to take
+    }
+    match sys::sigaction_set(signo, ours, 0) {
+        Ok(()) => {
+            INSTALLED.fetch_or(1u64 << signo, Ordering::AcqRel);
+            Status::Ok
+        }
+        Err(_) => Status::Os,
+    }
+}
+
+/// Sends `signo` to thread `thread_id` (a `pthread_t`). Only valid for a live thread: the
+/// hook rules guarantee that for workers.
+pub fn interrupt(thread_id: u64, signo: i32) -> Status {
+    if !(1..64).contains(&signo) {
+        return Status::Inval;
+    }
+    // SAFETY: the caller guarantees `thread_id` names a live thread of this process.
+    let r = unsafe { libc::pthread_kill(thread_id as libc::pthread_t, signo) };
+    if r == 0 {
+        Status::Ok
+    } else {
+        // SAFETY: errno is thread-local.
+        unsafe { *libc::__errno_location() = r };
+        Status::Os
+    }
+}

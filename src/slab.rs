@@ -1,0 +1,174 @@
+//! An ordered slab: entries keep their insertion order (a doubly linked list through slot
+//! indices), are removed by id in O(1), and freed slots are reused, so a long-lived stopper's
+//! memory follows the number of live entries, not the number ever added.
+//!
+//! Ids are `sequence << 32 | (slot + 1)`: nonzero, unique per slab for 2^32 insertions, and a
+//! stale id (its slot reused) never matches because the sequence differs.
+
+const NIL: u32 = u32::MAX;
+
+struct Slot<T> {
+    id: u64,
+    prev: u32,
+    next: u32,
+    value: Option<T>,
+}
+
+pub struct OrderedSlab<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
+    seq: u32,
+    len: usize,
+}
+
+impl<T> Default for OrderedSlab<T> {
+    fn default() -> Self {
+        OrderedSlab { slots: Vec::new(), free: Vec::new(), head: NIL, tail: NIL, seq: 0, len: 0 }
+    }
+}
+
+impl<T> OrderedSlab<T> {
+    /// Whether `id` has ever been handed out by this slab (it may since have been removed).
+    pub fn was_issued(&self, id: u64) -> bool {
+        let seq = (id >> 32) as u32;
+        let slot = id & 0xffff_ffff;
+        seq != 0 && seq <= self.seq && slot >= 1
+    }
+
+    /// Appends `value` at the end of the order; returns its id.
+    pub fn push(&mut self, value: T) -> u64 {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { id: 0, prev: NIL, next: NIL, value: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let id = (u64::from(self.seq) << 32) | u64::from(idx + 1);
+        let tail = self.tail;
+        {
+            let s = &mut self.slots[idx as usize];
+            s.id = id;
+            s.prev = tail;
+            s.next = NIL;
+            s.value = Some(value);
+        }
+        if tail == NIL {
+            self.head = idx;
+        } else {
+            self.slots[tail as usize].next = idx;
+        }
+        self.tail = idx;
+        self.len += 1;
+        id
+    }
+
+    fn index_of(&self, id: u64) -> Option<u32> {
+        let slot = (id & 0xffff_ffff) as usize;
+        if slot == 0 || slot > self.slots.len() || self.slots[slot - 1].id != id {
+            return None;
+        }
+        Some((slot - 1) as u32)
+    }
+
+    /// Removes the entry `id`; `None` if it is not (or no longer) here.
+    pub fn remove(&mut self, id: u64) -> Option<T> {
+        let i = self.index_of(id)?;
+        Some(self.unlink(i))
+    }
+
+    /// Removes and returns the oldest entry with its id.
+    pub fn pop_front(&mut self) -> Option<(u64, T)> {
+        if self.head == NIL {
+            return None;
+        }
+        let i = self.head;
+        let id = self.slots[i as usize].id;
+        Some((id, self.unlink(i)))
+    }
+
+    /// Visits every entry in order.
+    pub fn for_each(&self, mut f: impl FnMut(u64, &T)) {
+        let mut i = self.head;
+        while i != NIL {
+            let s = &self.slots[i as usize];
+            f(s.id, s.value.as_ref().expect("linked slot holds a value"));
+            i = s.next;
+        }
+    }
+
+    fn unlink(&mut self, i: u32) -> T {
+        let (prev, next) = {
+            let s = &self.slots[i as usize];
+            (s.prev, s.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        let s = &mut self.slots[i as usize];
+        s.id = 0;
+        let v = s.value.take().expect("linked slot holds a value");
+        self.len -= 1;
+        if self.len == 0 {
+            // Nothing live: give the memory back, so a stopper that once held many entries
+            // does not keep their slots for good.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.head = NIL;
+            self.tail = NIL;
+        } else {
+            self.free.push(i);
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_removal_and_reuse() {
+        let mut s = OrderedSlab::default();
+        let a = s.push('a');
+        let b = s.push('b');
+        let c = s.push('c');
+        assert_eq!(s.remove(b), Some('b'));
+        assert_eq!(s.remove(b), None, "double removal");
+        let d = s.push('d');
+        assert_ne!(d, b, "a reused slot gets a new id");
+        assert_eq!(s.remove(b), None, "stale id does not hit the reused slot");
+        let mut order = vec![];
+        s.for_each(|_, v| order.push(*v));
+        assert_eq!(order, vec!['a', 'c', 'd']);
+        assert_eq!(s.pop_front(), Some((a, 'a')));
+        assert_eq!(s.pop_front(), Some((c, 'c')));
+        assert_eq!(s.pop_front(), Some((d, 'd')));
+        assert_eq!(s.pop_front(), None);
+        assert!(s.was_issued(d) && !s.was_issued(0) && !s.was_issued(u64::MAX));
+        assert!(s.was_issued(a), "an id stays 'issued' after the slab emptied");
+    }
+
+    #[test]
+    fn memory_follows_live_entries() {
+        let mut s = OrderedSlab::default();
+        let keep = s.push(0u32);
+        for i in 0..100_000u32 {
+            let id = s.push(i);
+            assert_eq!(s.remove(id), Some(i));
+        }
+        assert!(s.slots.len() <= 2, "slots grew to {}", s.slots.len());
+        assert_eq!(s.remove(keep), Some(0));
+        assert_eq!(s.slots.capacity(), 0);
+    }
+}

@@ -1,0 +1,749 @@
+//! The stopper: a one-way stop flag whose waits wake at once, with children, callbacks,
+//! workers, a descriptor and a deadline.
+//!
+//! Layout. The hot part is two words: a 32-bit state word (byte 0 is the stop flag that
+//! `stopper_flag` exposes, bit 8 says "a thread may be sleeping on this word") and the reason.
+//! They sit behind a pointer so that a shared stopper can put them in shared memory. Everything
+//! else (callbacks, children, workers, fd, deadline…) lives in a `Slow` box allocated on first
+//! use, so an idle stopper is a handful of words.
+//!
+//! Ordering. `stop` decides the winner with a compare-and-swap on the reason (0 → reason), then
+//! publishes the flag with a release RMW; readers load the flag with acquire. So everything the
+//! stopping thread wrote before `stop`, and the reason, are visible to a thread that sees the
+//! flag. After the flag: waiters are woken (futex), then, under the slow lock but never while
+//! user code runs, children are stopped, the fd is signalled, hooks are called and callbacks
+//! run, each popped from its list one at a time so that concurrent unregistration stays exact.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+
+use crate::slab::OrderedSlab;
+use crate::status::Status;
+use crate::sys;
+use crate::workers::Worker;
+use crate::{service, REASON_DEADLINE, REASON_REQUESTED};
+
+/// Byte 0 of the state word: set once stopped.
+pub(crate) const STOPPED: u32 = 1;
+/// A thread may be asleep on the state word: the stop must issue a futex wake.
+pub(crate) const WAITERS: u32 = 1 << 8;
+
+/// The two words every process sharing a stopper must see: in the stopper itself, or in a
+/// shared-memory page for a shared stopper.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Cell {
+    pub(crate) word: AtomicU32,
+    pub(crate) reason: AtomicI32,
+}
+
+/// A callback as C gives it: a function and its context, stored without allocation. The core
+/// never looks inside `ctx` and `data`; `call(ctx, data, thread_id, reason)` does.
+#[derive(Clone, Copy)]
+pub struct RawFn {
+    /// Called with `ctx`, `data`, a thread id (0 for callbacks) and the reason.
+    pub call: unsafe fn(usize, usize, u64, i32),
+    /// First context word (typically the C function pointer).
+    pub ctx: usize,
+    /// Second context word (typically the C `user_data`).
+    pub data: usize,
+}
+
+impl RawFn {
+    fn invoke(&self, tid: u64, reason: i32) {
+        // SAFETY: whoever built this RawFn promised (in an `unsafe` constructor call) that
+        // `call` may be invoked with these words, from any thread, until it is removed.
+        unsafe { (self.call)(self.ctx, self.data, tid, reason) }
+    }
+}
+
+pub(crate) enum Action {
+    Raw(RawFn),
+    Boxed(Box<dyn FnOnce(i32) + Send>),
+}
+
+impl Action {
+    pub(crate) fn run(self, reason: i32) {
+        match self {
+            Action::Raw(f) => f.invoke(0, reason),
+            Action::Boxed(f) => f(reason),
+        }
+    }
+}
+
+/// The rarely used part of a stopper, allocated on first need.
+#[derive(Default)]
+pub(crate) struct Slow {
+    pub(crate) callbacks: OrderedSlab<Action>,
+    /// The callback being run by the stopping thread: (id, thread id).
+    pub(crate) running: Option<(u64, u64)>,
+    pub(crate) children: OrderedSlab<Weak<Inner>>,
+    pub(crate) parents: Vec<(Arc<Inner>, u64)>,
+    /// Wake-ups for `wait_any` and channel operations: run right after the flag is set.
+    pub(crate) wakers: OrderedSlab<Arc<dyn Fn() + Send + Sync>>,
+    pub(crate) workers: Vec<Worker>,
+    pub(crate) pending_spawns: usize,
+    pub(crate) next_worker_key: u64,
+    pub(crate) fd: Option<OwnedFd>,
+    /// Armed deadline: (due on the monotonic clock, service timer id).
+    pub(crate) deadline: Option<(u64, u64)>,
+    /// Threads blocked on `Inner::cv`; notify only when nonzero (a notify is a system call).
+    pub(crate) cv_waiters: u32,
+    /// Keeps a shared stopper's mapping alive (see `shared`).
+    pub(crate) backing: Option<Box<dyn Send + Sync>>,
+    /// Disconnected at the stop, so channel operations can select on the stop.
+    pub(crate) stop_tx: Option<crossbeam_channel::Sender<()>>,
+    pub(crate) stop_rx: Option<crossbeam_channel::Receiver<()>>,
+}
+
+/// The object behind a `stopper *`.
+pub struct Inner {
+    cell: NonNull<Cell>,
+    local: Cell,
+    slow: Mutex<Option<Box<Slow>>>,
+    pub(crate) cv: Condvar,
+}
+
+// SAFETY: `cell` points at `local` (same allocation) or at a shared mapping kept alive by
+// `slow.backing`; both hold only atomics.
+unsafe impl Send for Inner {}
+// SAFETY: as above; all shared mutation goes through atomics or the mutex.
+unsafe impl Sync for Inner {}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Unlink from the parents, so that a long-lived parent does not keep an entry per
+        // child ever created.
+        let slow = self.slow.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut slow) = slow {
+            for (parent, id) in slow.parents.drain(..) {
+                parent.lock().as_mut().map(|p| p.children.remove(id));
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn new_with(cell: Option<NonNull<Cell>>) -> Arc<Inner> {
+        Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let cell = cell.unwrap_or_else(|| {
+                // SAFETY: `weak.as_ptr()` is the address the Inner is being written to; we
+                // only compute a field address from it, and read through it after
+                // construction, while the Arc keeps the allocation alive.
+                let p = unsafe { std::ptr::addr_of!((*weak.as_ptr()).local) };
+                NonNull::new(p as *mut Cell).expect("Arc allocation is non-null")
+            });
+            Inner { cell, local: Cell::default(), slow: Mutex::new(None), cv: Condvar::new() }
+        })
+    }
+
+    #[inline]
+    pub(crate) fn cell(&self) -> &Cell {
+        // SAFETY: see the `Send`/`Sync` impls: the cell outlives `self`.
+        unsafe { self.cell.as_ref() }
+    }
+
+    #[inline]
+    fn is_shared(&self) -> bool {
+        !std::ptr::eq(self.cell.as_ptr(), &self.local)
+    }
+
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        self.cell().word.load(Ordering::Acquire) & STOPPED != 0
+    }
+
+    pub(crate) fn reason(&self) -> i32 {
+        if self.is_set() {
+            self.cell().reason.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Locks the slow part (which may be absent). Poisoning is ignored: no invariant of the
+    /// slow part is left broken across user code, which never runs under this lock.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Box<Slow>>> {
+        self.slow.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the slow part, allocating it if needed.
+    pub(crate) fn lock_slow(&self) -> SlowGuard<'_> {
+        let mut g = self.lock();
+        if g.is_none() {
+            *g = Some(Box::default());
+        }
+        SlowGuard(g)
+    }
+
+    /// Waits on `cv` (keeping `cv_waiters` right); returns the guard and whether it timed out.
+    pub(crate) fn cv_wait<'a>(&'a self, mut g: SlowGuard<'a>, deadline: Option<u64>) -> (SlowGuard<'a>, bool) {
+        g.cv_waiters += 1;
+        let (inner, timed_out) = match deadline {
+            None => (self.cv.wait(g.0).unwrap_or_else(|e| e.into_inner()), false),
+            Some(d) => {
+                let now = sys::now_ns();
+                if now >= d {
+                    (g.0, true)
+                } else {
+                    let dur = std::time::Duration::from_nanos(d - now);
+                    let (g, r) = self.cv.wait_timeout(g.0, dur).unwrap_or_else(|e| e.into_inner());
+                    (g, r.timed_out())
+                }
+            }
+        };
+        let mut g = SlowGuard(inner);
+        g.cv_waiters -= 1;
+        (g, timed_out)
+    }
+
+    pub(crate) fn notify(&self, slow: &Slow) {
+        if slow.cv_waiters > 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Blocks until stopped or until the absolute deadline; true when stopped.
+    pub(crate) fn wait_until(&self, deadline: Option<u64>) -> bool {
+        service::after_fork_check();
+        let cell = self.cell();
+        let shared = self.is_shared();
+        loop {
+            let w = cell.word.load(Ordering::Acquire);
+            if w & STOPPED != 0 {
+                return true;
+            }
+            if w & WAITERS == 0 {
+                // Announce a sleeper before sleeping, so the stop knows to wake us.
+                let _ = cell.word.compare_exchange_weak(w, w | WAITERS, Ordering::Acquire, Ordering::Relaxed);
+                continue;
+            }
+            if sys::futex_wait(&cell.word, w, deadline, shared) == sys::FutexWait::TimedOut {
+                return self.is_set();
+            }
+        }
+    }
+
+    /// Records the stop; true for the call that stopped it.
+    pub(crate) fn stop(self: &Arc<Self>, reason: i32) -> bool {
+        let cell = self.cell();
+        if cell.reason.compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // Another stop won; it publishes the flag within a few instructions. Return only
+            // once the flag is visible, so "0 = already stopped" is true when we say it.
+            let mut spins = 0u32;
+            while !self.is_set() {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            return false;
+        }
+        let prev = cell.word.fetch_or(STOPPED, Ordering::AcqRel);
+        if prev & WAITERS != 0 {
+            sys::futex_wake_all(&cell.word, self.is_shared());
+        }
+        // A callback may release the caller's last reference: keep the stopper alive until
+        // the stop is complete.
+        let keep = Arc::clone(self);
+        keep.run_stop_actions(reason);
+        true
+    }
+
+    /// What a stop does after the flag: wakers, children, fd, hooks, callbacks. Also used for
+    /// a shared stopper stopped by another process (the flag is already set there).
+    pub(crate) fn run_stop_actions(self: &Arc<Self>, reason: i32) {
+        let mut g = self.lock();
+        if g.is_none() {
+            return; // nothing was ever registered: the flag was all there was to do
+        }
+        // 1. Waiters in wait_any / channel operations.
+        {
+            let slow = g.as_mut().expect("checked above");
+            slow.wakers.for_each(|_, w| w());
+            slow.stop_tx.take();
+        }
+        // 2. Children, with this stop's reason.
+        loop {
+            let child = g.as_mut().expect("slow part").children.pop_front();
+            let Some((_, weak)) = child else { break };
+            drop(g);
+            if let Some(c) = weak.upgrade() {
+                c.stop(reason);
+            }
+            g = self.lock();
+        }
+        // 3. The descriptor.
+        if let Some(fd) = &g.as_ref().expect("slow part").fd {
+            sys::eventfd_signal(fd.as_raw_fd());
+        }
+        drop(g);
+        // 4. Interrupt hooks of the workers inside.
+        let mut first_panic = crate::workers::deliver_hooks(self, reason);
+        // 5. Callbacks, in registration order, one at a time with no lock held.
+        let me = sys::thread_id();
+        let mut g = self.lock_slow();
+        while let Some((id, action)) = g.callbacks.pop_front() {
+            g.running = Some((id, me));
+            drop(g);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(reason)));
+            if let Err(p) = r {
+                first_panic.get_or_insert(p);
+            }
+            g = self.lock_slow();
+            g.running = None;
+            self.notify(&g);
+        }
+        drop(g);
+        if let Some(p) = first_panic {
+            std::panic::resume_unwind(p);
+        }
+    }
+
+    /// Registers a callback; gives it back when already stopped (the caller runs it inline).
+    pub(crate) fn register(&self, action: Action) -> Result<u64, Action> {
+        let mut g = self.lock_slow();
+        if self.is_set() {
+            return Err(action);
+        }
+        Ok(g.callbacks.push(action))
+    }
+
+    pub(crate) fn unregister(&self, id: u64) -> Status {
+        let me = sys::thread_id();
+        let Some(mut g) = self.lock_existing() else { return Status::Inval };
+        if g.callbacks.remove(id).is_some() {
+            return Status::Ok;
+        }
+        if !g.callbacks.was_issued(id) {
+            return Status::Inval;
+        }
+        // Running on another thread right now: wait until it returns, so the caller may free
+        // what the callback uses. From inside the callback itself, do not wait.
+        while matches!(g.running, Some((rid, rtid)) if rid == id && rtid != me) {
+            g = self.cv_wait(g, None).0;
+        }
+        if self.is_set() {
+            Status::Stopped
+        } else {
+            Status::Inval
+        }
+    }
+
+    /// Locks the slow part only if it exists.
+    pub(crate) fn lock_existing(&self) -> Option<SlowGuard<'_>> {
+        let g = self.lock();
+        if g.is_some() {
+            Some(SlowGuard(g))
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn add_waker(&self, w: Arc<dyn Fn() + Send + Sync>) -> Option<u64> {
+        let mut g = self.lock_slow();
+        if self.is_set() {
+            return None;
+        }
+        Some(g.wakers.push(w))
+    }
+
+    pub(crate) fn remove_waker(&self, id: u64) {
+        if let Some(mut g) = self.lock_existing() {
+            g.wakers.remove(id);
+        }
+    }
+
+    /// A receiver that becomes disconnected (ready) at the stop; `None` when already stopped.
+    pub(crate) fn stop_receiver(&self) -> Option<crossbeam_channel::Receiver<()>> {
+        let mut g = self.lock_slow();
+        if self.is_set() {
+            return None;
+        }
+        if g.stop_rx.is_none() {
+            let (tx, rx) = crossbeam_channel::bounded(0);
+            g.stop_tx = Some(tx);
+            g.stop_rx = Some(rx);
+        }
+        g.stop_rx.clone()
+    }
+
+    /// The stopper's eventfd, created on first use; readable from the stop on.
+    pub(crate) fn fd(&self) -> std::io::Result<RawFd> {
+        let mut g = self.lock_slow();
+        if let Some(fd) = &g.fd {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = sys::eventfd()?;
+        // Under the lock: a stop either already happened (we signal it here) or will find
+        // the fd in step 3.
+        if self.is_set() {
+            sys::eventfd_signal(fd.as_raw_fd());
+        }
+        let raw = fd.as_raw_fd();
+        g.fd = Some(fd);
+        Ok(raw)
+    }
+
+    /// Arms (delay >= 0) or disarms (delay < 0) the deadline.
+    pub(crate) fn stop_after(self: &Arc<Self>, delay_ns: i64, reason: i32) -> Status {
+        let reason = if reason == 0 { REASON_DEADLINE } else { reason };
+        let mut g = self.lock_slow();
+        if self.is_set() {
+            return Status::Stopped;
+        }
+        let old = g.deadline.take();
+        let mut dropped = old.and_then(|(due, id)| service::cancel(due, id));
+        let status = if delay_ns < 0 {
+            Status::Ok
+        } else {
+            let due = sys::now_ns().saturating_add(delay_ns as u64);
+            let timer = service::Timer::Deadline { target: Arc::clone(self), reason };
+            match service::schedule(due, timer) {
+                Ok(id) => {
+                    g.deadline = Some((due, id));
+                    Status::Ok
+                }
+                Err(s) => s,
+            }
+        };
+        drop(g);
+        // A cancelled timer holds a reference to us: drop it with no lock held.
+        dropped.take();
+        status
+    }
+
+    /// Called by the service thread when deadline `id` comes due.
+    pub(crate) fn deadline_fired(self: &Arc<Self>, id: u64, reason: i32) {
+        {
+            let mut g = self.lock_slow();
+            match g.deadline {
+                Some((_, armed)) if armed == id => g.deadline = None,
+                _ => return, // re-armed or disarmed meanwhile
+            }
+        }
+        self.stop(reason);
+    }
+
+    /// Nanoseconds to the earliest deadline of this stopper and its ancestors.
+    pub(crate) fn remaining_ns(&self) -> i64 {
+        if self.is_set() {
+            return 0;
+        }
+        match self.earliest_deadline() {
+            None => -1,
+            Some(due) => (due.saturating_sub(sys::now_ns())).clamp(1, i64::MAX as u64) as i64,
+        }
+    }
+
+    fn earliest_deadline(&self) -> Option<u64> {
+        let (own, parents) = {
+            let g = self.lock();
+            match g.as_ref() {
+                None => return None,
+                Some(s) => (s.deadline.map(|d| d.0), s.parents.iter().map(|(p, _)| Arc::clone(p)).collect::<Vec<_>>()),
+            }
+        };
+        parents.iter().filter_map(|p| p.earliest_deadline()).chain(own).min()
+    }
+}
+
+/// A locked, present slow part.
+pub(crate) struct SlowGuard<'a>(pub(crate) MutexGuard<'a, Option<Box<Slow>>>);
+
+impl std::ops::Deref for SlowGuard<'_> {
+    type Target = Slow;
+    fn deref(&self) -> &Slow {
+        self.0.as_ref().expect("SlowGuard holds a present slow part")
+    }
+}
+
+impl std::ops::DerefMut for SlowGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Slow {
+        self.0.as_mut().expect("SlowGuard holds a present slow part")
+    }
+}
+
+/// A reference-counted, thread-safe stop token: running until stopped, once, for good.
+///
+/// Clones share one stopper (like `stopper_retain`). All methods may be called from any thread.
+#[derive(Clone)]
+pub struct Stopper {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Default for Stopper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stopper").field("stopped", &self.is_set()).field("reason", &self.reason()).finish()
+    }
+}
+
+impl PartialEq for Stopper {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+impl Eq for Stopper {}
+
+/// The result of a wait with a time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The stopper is stopped.
+    Stopped,
+    /// The time limit passed first.
+    TimedOut,
+}
+
+impl Stopper {
+    /// A new, running stopper.
+    pub fn new() -> Stopper {
+        Stopper { inner: Inner::new_with(None) }
+    }
+
+    pub(crate) fn with_cell(cell: NonNull<Cell>, backing: Box<dyn Send + Sync>) -> Stopper {
+        let inner = Inner::new_with(Some(cell));
+        inner.lock_slow().backing = Some(backing);
+        Stopper { inner }
+    }
+
+    /// A child: stopped when this stopper is (with its reason), never the other way round.
+    /// A child of a stopped stopper is born stopped.
+    pub fn child(&self) -> Stopper {
+        Stopper::linked(&[self])
+    }
+
+    /// A stopper stopped when any of `parents` is, with that parent's reason.
+    pub fn linked(parents: &[&Stopper]) -> Stopper {
+        let child = Stopper::new();
+        for p in parents {
+            if !child.link_to(p) {
+                break; // born stopped
+            }
+        }
+        child
+    }
+
+    /// Links `self` under `parent`; false when the parent was already stopped (and so `self`
+    /// now is).
+    fn link_to(&self, parent: &Stopper) -> bool {
+        let mut pg = parent.inner.lock_slow();
+        if parent.is_set() {
+            let reason = parent.reason();
+            drop(pg);
+            self.inner.stop(reason);
+            return false;
+        }
+        let id = pg.children.push(Arc::downgrade(&self.inner));
+        drop(pg);
+        self.inner.lock_slow().parents.push((Arc::clone(&parent.inner), id));
+        true
+    }
+
+    /// Stops it; `reason` 0 means [`crate::REASON_REQUESTED`]. True for the call that stopped
+    /// it, false when it was already stopped.
+    pub fn stop(&self, reason: i32) -> bool {
+        self.inner.stop(if reason == 0 { REASON_REQUESTED } else { reason })
+    }
+
+    /// One atomic load with acquire ordering.
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        self.inner.is_set()
+    }
+
+    /// The address of the stop flag byte (nonzero once stopped), valid while `self` lives.
+    #[inline]
+    pub fn flag_ptr(&self) -> *const u8 {
+        // Byte 0 of the little-endian state word is the flag.
+        self.inner.cell().word.as_ptr() as *const u8
+    }
+
+    /// The reason recorded by the stop that won; 0 while running.
+    pub fn reason(&self) -> i32 {
+        self.inner.reason()
+    }
+
+    /// Blocks until stopped, or until `timeout` passes (`None`: no limit).
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> Wait {
+        let deadline = timeout.map(|t| sys::now_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
+        self.wait_deadline(deadline)
+    }
+
+    /// Blocks until stopped or until the absolute deadline on the monotonic clock.
+    pub fn wait_deadline(&self, deadline: Option<u64>) -> Wait {
+        if self.inner.wait_until(deadline) {
+            Wait::Stopped
+        } else {
+            Wait::TimedOut
+        }
+    }
+
+    /// Runs `f(reason)` once, on the thread that stops this stopper, or at once on this thread
+    /// when it is already stopped (then the returned guard is inert). Dropping the guard
+    /// unregisters the callback, blocking while it runs on another thread.
+    pub fn on_stop<F: FnOnce(i32) + Send + 'static>(&self, f: F) -> Callback {
+        match self.inner.register(Action::Boxed(Box::new(f))) {
+            Ok(id) => Callback { stopper: Some(self.clone()), id },
+            Err(action) => {
+                action.run(self.reason());
+                Callback { stopper: None, id: 0 }
+            }
+        }
+    }
+
+    /// Registers a raw callback without allocation; `Err(Status::Stopped)` after running it
+    /// inline when already stopped.
+    ///
+    /// # Safety
+    /// `f.call` must be callable with `f`'s words from any thread until the callback has run
+    /// or has been unregistered.
+    pub unsafe fn on_stop_raw(&self, f: RawFn) -> Result<u64, Status> {
+        match self.inner.register(Action::Raw(f)) {
+            Ok(id) => Ok(id),
+            Err(action) => {
+                action.run(self.reason());
+                Err(Status::Stopped)
+            }
+        }
+    }
+
+    /// Unregisters callback `id`: `Ok` when removed before it ran, `Stopped` when it has run
+    /// (after waiting for it if it is running on another thread), `Inval` for an unknown id.
+    pub fn unregister(&self, id: u64) -> Status {
+        self.inner.unregister(id)
+    }
+
+    /// Arms (or re-arms) a deadline: stopped with `reason` (0: [`crate::REASON_DEADLINE`])
+    /// after `delay`. `None` disarms.
+    pub fn stop_after(&self, delay: Option<std::time::Duration>, reason: i32) -> Status {
+        let ns = delay.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64);
+        self.inner.stop_after(ns, reason)
+    }
+
+    pub(crate) fn stop_after_ns(&self, delay_ns: i64, reason: i32) -> Status {
+        self.inner.stop_after(delay_ns, reason)
+    }
+
+    /// Time left before the earliest deadline of this stopper and its ancestors: `None` when
+    /// there is none, zero when stopped.
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        match self.inner.remaining_ns() {
+            -1 => None,
+            ns => Some(std::time::Duration::from_nanos(ns.max(0) as u64)),
+        }
+    }
+
+    pub(crate) fn remaining_ns(&self) -> i64 {
+        self.inner.remaining_ns()
+    }
+
+    /// A descriptor (owned by the stopper) that polls readable from the stop on.
+    pub fn fd(&self) -> std::io::Result<RawFd> {
+        self.inner.fd()
+    }
+
+    /// Raw pointer for the C layer (one strong reference moves into it).
+    pub fn into_raw(self) -> *const Inner {
+        Arc::into_raw(self.inner)
+    }
+
+    /// Takes back a reference given out by [`Stopper::into_raw`].
+    ///
+    /// # Safety
+    /// `p` must come from `into_raw` and own one reference.
+    pub unsafe fn from_raw(p: *const Inner) -> Stopper {
+        // SAFETY: forwarded from the caller's contract.
+        Stopper { inner: unsafe { Arc::from_raw(p) } }
+    }
+
+    /// A borrowed pointer, valid while `self` lives.
+    pub fn as_ptr(&self) -> *const Inner {
+        Arc::as_ptr(&self.inner)
+    }
+}
+
+impl std::os::fd::AsRawFd for Stopper {
+    /// The stop descriptor; panics only if the descriptor cannot be created (out of fds).
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd().expect("stopper descriptor")
+    }
+}
+
+/// Waits until any of `list` stops; `Some(index)` of a stopped one, or `None` on time-out.
+/// `None` entries never stop.
+pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usize> {
+    let first = || list.iter().position(|s| s.is_some_and(|s| s.is_set()));
+    if let Some(i) = first() {
+        return Some(i);
+    }
+    service::after_fork_check();
+    let signal = Arc::new(AtomicU32::new(0));
+    let waker: Arc<dyn Fn() + Send + Sync> = {
+        let signal = Arc::clone(&signal);
+        Arc::new(move || {
+            signal.store(1, Ordering::Release);
+            sys::futex_wake_all(&signal, false);
+        })
+    };
+    let mut registered = Vec::with_capacity(list.len());
+    for s in list.iter().flatten() {
+        match s.inner.add_waker(Arc::clone(&waker)) {
+            Some(id) => registered.push((s, id)),
+            None => {
+                signal.store(1, Ordering::Release);
+                break;
+            }
+        }
+    }
+    while signal.load(Ordering::Acquire) == 0 {
+        if sys::futex_wait(&signal, 0, deadline, false) == sys::FutexWait::TimedOut {
+            break;
+        }
+    }
+    for (s, id) in registered {
+        s.inner.remove_waker(id);
+    }
+    first()
+}
+
+/// A registered callback; dropping it unregisters (see [`Stopper::on_stop`]).
+#[must_use = "dropping the guard unregisters the callback"]
+pub struct Callback {
+    stopper: Option<Stopper>,
+    id: u64,
+}
+
+impl Callback {
+    /// Unregisters now: true when removed before it ran.
+    pub fn unregister(mut self) -> bool {
+        self.take() == Status::Ok
+    }
+
+    /// Keeps the callback registered for the stopper's lifetime.
+    pub fn forget(mut self) {
+        self.stopper = None;
+    }
+
+    fn take(&mut self) -> Status {
+        match self.stopper.take() {
+            Some(s) => s.unregister(self.id),
+            None => Status::Stopped,
+        }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        self.take();
+    }
+}

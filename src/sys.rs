@@ -1,0 +1,188 @@
+//! The few system calls the core needs, each wrapped once: the monotonic clock, futex
+//! wait/wake, eventfd and poll. Everything above this module is safe Rust.
+
+use std::io;
+use std::sync::atomic::AtomicU32;
+
+/// Nanoseconds on `CLOCK_MONOTONIC` (the clock every timeout is measured on).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// An absolute deadline on the monotonic clock from a relative timeout; `None` = no limit.
+pub fn deadline_after(timeout_ns: i64) -> Option<u64> {
+    if timeout_ns < 0 {
+        None
+    } else {
+        Some(now_ns().saturating_add(timeout_ns as u64))
+    }
+}
+
+fn timespec_of(ns: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    }
+}
+
+/// The outcome of one futex wait.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FutexWait {
+    /// Woken, value changed, or interrupted: the caller re-reads the word.
+    Retry,
+    /// The absolute deadline passed.
+    TimedOut,
+}
+
+/// Blocks while `*word == expected`, until woken or until the absolute monotonic `deadline`.
+/// `shared` selects a process-shared futex (for words in shared memory).
+pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<u64>, shared: bool) -> FutexWait {
+    let op = libc::FUTEX_WAIT_BITSET | if shared { 0 } else { libc::FUTEX_PRIVATE_FLAG };
+    let ts = deadline.map(timespec_of);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAIT_BITSET takes an absolute
+    // CLOCK_MONOTONIC timeout (or NULL) and only reads the word.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
+        FutexWait::TimedOut
+    } else {
+        FutexWait::Retry
+    }
+}
+
+/// Wakes every thread blocked in `futex_wait` on `word`.
+pub fn futex_wake_all(word: &AtomicU32, shared: bool) {
+    let op = libc::FUTEX_WAKE | if shared { 0 } else { libc::FUTEX_PRIVATE_FLAG };
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, i32::MAX) };
+}
+
+/// Sleeps until the absolute monotonic deadline (restarting after signals).
+pub fn sleep_until(deadline: u64) {
+    let ts = timespec_of(deadline);
+    loop {
+        // SAFETY: `ts` is a valid timespec; TIMER_ABSTIME makes restarts exact.
+        let r = unsafe {
+            libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut())
+        };
+        if r != libc::EINTR {
+            return;
+        }
+    }
+}
+
+/// The calling thread's id as hooks receive it: `pthread_self()`.
+pub fn thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// A new close-on-exec, non-blocking eventfd.
+pub fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system call; the descriptor is owned by the returned OwnedFd.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Makes an eventfd readable for good (adds 1 to its counter; nobody reads it).
+pub fn eventfd_signal(fd: std::os::fd::RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64 to a descriptor the caller owns.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}
+
+/// `poll` on a set of descriptors until the absolute deadline; restarts after `EINTR` only when
+/// `restart` says so. Returns the number of ready descriptors (0 = timed out).
+pub fn poll_until(fds: &mut [libc::pollfd], deadline: Option<u64>) -> io::Result<usize> {
+    let ts = deadline.map(|d| timespec_of(d.saturating_sub(now_ns())));
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a valid slice of pollfd; ppoll reads/writes only within it.
+    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ts_ptr, std::ptr::null()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+// ---- Callbacks the OS calls. They are the only `extern "C"` functions outside `ffi/`.
+
+static FORK_HANDLERS: std::sync::OnceLock<(fn(), fn(), fn())> = std::sync::OnceLock::new();
+
+extern "C" fn on_fork_prepare() {
+    if let Some(h) = FORK_HANDLERS.get() {
+        (h.0)()
+    }
+}
+extern "C" fn on_fork_parent() {
+    if let Some(h) = FORK_HANDLERS.get() {
+        (h.1)()
+    }
+}
+extern "C" fn on_fork_child() {
+    if let Some(h) = FORK_HANDLERS.get() {
+        (h.2)()
+    }
+}
+
+/// Registers fork handlers (once per process; later calls are ignored).
+pub fn at_fork(prepare: fn(), parent: fn(), child: fn()) {
+    if FORK_HANDLERS.set((prepare, parent, child)).is_ok() {
+        // SAFETY: registers plain functions that only read a OnceLock and call safe Rust.
+        unsafe { libc::pthread_atfork(Some(on_fork_prepare), Some(on_fork_parent), Some(on_fork_child)) };
+    }
+}
+
+/// The library's signal handler: does nothing. Its only effect is that a blocking system call
+/// in the signalled thread returns `EINTR` (it is installed without `SA_RESTART`).
+extern "C" fn noop_handler(_signo: libc::c_int) {}
+
+/// The address of the no-op handler, to recognise it in `sigaction` results.
+pub fn noop_handler_address() -> libc::sighandler_t {
+    noop_handler as extern "C" fn(libc::c_int) as libc::sighandler_t
+}
+
+/// The current disposition of `signo`.
+pub fn sigaction_get(signo: i32) -> io::Result<libc::sigaction> {
+    // SAFETY: zeroed sigaction is a valid out-parameter; a NULL new action only queries.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers.
+    if unsafe { libc::sigaction(signo, std::ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(old)
+}
+
+/// Installs `handler` for `signo` without `SA_RESTART`, with `flags` added.
+pub fn sigaction_set(signo: i32, handler: libc::sighandler_t, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: zeroed sigaction is valid; fields set below.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = handler;
+    act.sa_flags = flags;
+    // SAFETY: valid pointers; sigemptyset on a local.
+    unsafe { libc::sigemptyset(&mut act.sa_mask) };
+    // SAFETY: valid pointers.
+    if unsafe { libc::sigaction(signo, &act, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
