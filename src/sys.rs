@@ -152,9 +152,16 @@ pub fn at_fork(prepare: fn(), parent: fn(), child: fn()) {
     }
 }
 
-/// The library's signal handler: does nothing. Its only effect is that a blocking system call
-/// in the signalled thread returns `EINTR` (it is installed without `SA_RESTART`).
-extern "C" fn noop_handler(_signo: libc::c_int) {}
+/// Interrupt signals received (diagnostics; also keeps the handler's code unique, so that
+/// identical-code folding can never merge it with a host's empty handler and make the library
+/// mistake the host's handler for its own).
+pub static INTERRUPTS_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The library's signal handler: only counts (async-signal-safe). Its effect is that a blocking
+/// system call in the signalled thread returns `EINTR` (it is installed without `SA_RESTART`).
+extern "C" fn noop_handler(_signo: libc::c_int) {
+    INTERRUPTS_RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// The address of the no-op handler, to recognise it in `sigaction` results.
 pub fn noop_handler_address() -> libc::sighandler_t {

@@ -22,6 +22,13 @@ mod time;
 mod version;
 mod workers;
 
+pub use self::callbacks::*;
+pub use self::chan::*;
+pub use self::core::*;
+pub use self::time::*;
+pub use self::version::*;
+pub use self::workers::*;
+
 /// Done.
 pub const STOPPER_OK: i32 = 0;
 /// The stopper was (or already is) stopped.
@@ -207,3 +214,29 @@ extern "C" fn stopper_on_unload() {
 #[used]
 #[link_section = ".fini_array"]
 static STOPPER_FINI: extern "C" fn() = stopper_on_unload;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caught<T: Fallback>() -> T {
+        boundary!({
+            if true {
+                panic!("a bug inside the library");
+            }
+            unreachable!()
+        })
+    }
+
+    #[test]
+    fn the_boundary_turns_a_panic_into_the_fallback() {
+        assert_eq!(caught::<i32>(), STOPPER_EINTERNAL);
+        assert_eq!(caught::<i64>(), STOPPER_EINTERNAL as i64);
+        assert!(!caught::<bool>());
+        assert_eq!(caught::<u64>(), 0);
+        assert_eq!(caught::<usize>(), 0);
+        assert!(caught::<*mut stopper>().is_null());
+        assert!(caught::<*const u8>().is_null());
+        caught::<()>();
+    }
+}

@@ -1,0 +1,154 @@
+// C++20: stopper::source::from(std::stop_token).
+#include "harness.hpp"
+
+#if defined(STOPPER_HPP_HAS_STOP_TOKEN)
+
+#include <memory>
+#include <stop_token>
+
+using namespace std::chrono_literals;
+using stopper::source;
+
+TEST(bridge_stops_when_the_std_token_stops) {
+    std::stop_source ss;
+    source s = source::from(ss.get_token());
+    CHECK(!s.is_set());
+    CHECK(ss.request_stop());
+    CHECK(s.is_set());  // synchronously, inside request_stop
+    CHECK_EQ(s.reason(), STOPPER_REASON_REQUESTED);
+}
+
+TEST(bridge_wakes_a_waiter) {
+    std::stop_source ss;
+    source s = source::from(ss.get_token());
+    std::thread t([ss]() mutable {
+        th::sleep_ms(50);
+        ss.request_stop();
+    });
+    auto t0 = th::clock::now();
+    CHECK(s.wait(10s));
+    double ms = th::ms_since(t0);
+    CHECK(ms >= 40 && ms < 1000);
+    t.join();
+}
+
+TEST(bridge_from_a_stopped_token_is_born_stopped) {
+    std::stop_source ss;
+    ss.request_stop();
+    source s = source::from(ss.get_token());
+    CHECK(s.is_set());
+    CHECK_EQ(s.reason(), STOPPER_REASON_REQUESTED);
+}
+
+TEST(bridge_from_a_token_that_cannot_stop) {
+    source s = source::from(std::stop_token{});
+    CHECK(s);
+    CHECK(!s.is_set());
+    CHECK(s.stop(4));
+    CHECK_EQ(s.reason(), 4);
+}
+
+TEST(bridge_is_one_way) {
+    std::stop_source ss;
+    source s = source::from(ss.get_token());
+    CHECK(s.stop());
+    CHECK(!ss.stop_requested());
+}
+
+// The link must survive as long as anything made from the returned source: here the source
+// itself is a temporary, gone at the end of each full-expression.
+TEST(bridge_link_lives_with_everything_made_from_it) {
+    {
+        std::stop_source ss;
+        source c = source::from(ss.get_token()).child();
+        ss.request_stop();
+        CHECK(c.is_set());
+    }
+    {
+        std::stop_source ss;
+        source other;
+        source l = source::linked({source::from(ss.get_token()), other});
+        ss.request_stop();
+        CHECK(l.is_set());
+    }
+    {
+        std::stop_source ss;
+        bool ran = false;
+        stopper::callback cb(source::from(ss.get_token()), [&] { ran = true; });
+        ss.request_stop();
+        CHECK(ran);
+    }
+    {
+        std::stop_source ss;
+        stopper::scope in(source::from(ss.get_token()));
+        CHECK(!stopper::current_is_set());
+        ss.request_stop();
+        CHECK(stopper::current_is_set());
+    }
+    {
+        std::stop_source ss;
+        std::atomic<bool> done{false};
+        stopper::thread t(source::from(ss.get_token()), [&](source s) {
+            s.wait();
+            done = true;
+        });
+        ss.request_stop();
+        t.join();
+        CHECK(done.load());
+    }
+}
+
+// Once every source is gone, the link is removed and lets go of the stopper (its fd closes),
+// so a long-lived std::stop_source does not collect dead links; a later request_stop touches
+// nothing freed.
+TEST(bridge_link_is_released_with_the_last_source) {
+    std::stop_source ss;
+    int fd;
+    {
+        source s = source::from(ss.get_token());
+        fd = s.fd();
+        source copy = s;
+    }
+    CHECK(!th::fd_is_open(fd));
+    for (int i = 0; i < 20000; i++) {
+        source s = source::from(ss.get_token());
+        (void)s;
+    }
+    auto t0 = th::clock::now();
+    CHECK(ss.request_stop());
+    CHECK(th::ms_since(t0) < 1000);
+}
+
+TEST(bridge_destroyed_while_the_std_token_stops) {
+    std::atomic<int> stopped_seen{0};
+    for (int i = 0; i < 2000; i++) {
+        std::stop_source ss;
+        auto s = std::make_unique<source>(source::from(ss.get_token()));
+        auto cb = std::make_unique<stopper::callback<std::function<void()>>>(*s, [&] { stopped_seen++; });
+        std::thread t([&] { ss.request_stop(); });
+        for (int spin = 0; spin < (i * 17) % 500; spin++)
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+        cb.reset();
+        s.reset();
+        t.join();
+    }
+    std::printf("    (%d of 2000 stops reached the stopper before its source was gone)\n", stopped_seen.load());
+}
+
+TEST(bridge_with_std_jthread) {
+    std::atomic<bool> done{false};
+    auto t0 = th::clock::now();
+    {
+        std::jthread jt([&](std::stop_token st) {
+            source s = source::from(st);
+            stopper::scope in(s);
+            s.wait();  // a blocking wait that the std token wakes
+            done = stopper::current_is_set();
+        });
+        th::sleep_ms(30);
+    }  // request_stop + join
+    CHECK(done.load());
+    CHECK(th::ms_since(t0) < 1000);
+}
+
+#endif

@@ -1,0 +1,2 @@
+/* The header on its own: nothing before it, nothing after it. */
+#include "stopper.h"
