@@ -102,6 +102,12 @@ static inline bool stopper_flag_is_set(const uint8_t *flag) {
 #define STOPPER_REASON_SIGNAL 3
 
 /**
+ * The most shared stoppers one process can have open at once; one more makes
+ * `stopper_open_shared` return NULL with `errno` = `EMFILE`.
+ */
+#define STOPPER_MAX_OPEN_SHARED 127
+
+/**
  * A stop token: opaque, reference-counted, thread-safe. Starts running and is stopped at most
  * once, for good. Every function may be called on it from any thread.
  */
@@ -304,6 +310,45 @@ int32_t stopper_wait_any(const struct stopper *const *list, size_t n, int64_t ti
  * is not one).
  */
 const char *stopper_strerror(int32_t code);
+
+/**
+ * Creates or opens the shared stopper `name`: its stop flag and reason live in a POSIX
+ * shared-memory object (mode 0600), so processes, also ones written in another language,
+ * share one stop: a stop in any process wakes waiters in all of them, and each process's own
+ * callbacks, hooks, children and descriptor fire. `name` matches `[A-Za-z0-9_.-]{1,200}` (not
+ * `.` or `..`). In one process, opening the same object twice gives the same stopper. The
+ * caller owns the returned reference. Returns NULL with `errno` set on failure: `EINVAL` for a
+ * bad name or an object that is corrupt, truncated, not this user's or open to others (never
+ * trusted), `EMFILE` past `STOPPER_MAX_OPEN_SHARED`, else the system call's cause.
+ */
+struct stopper *stopper_open_shared(const char *name);
+
+/**
+ * Removes the name of a shared stopper; processes that opened it keep theirs, and the next
+ * `stopper_open_shared` of the name creates a fresh one. Returns `STOPPER_OK`,
+ * `STOPPER_EINVAL` (bad or NULL name), or `STOPPER_EOS` with `errno` (`ENOENT`: no such object).
+ */
+int32_t stopper_unlink_shared(const char *name);
+
+/**
+ * When `s` stops, asks process `pid` to end with `SIGTERM`, then kills it with `SIGKILL` if
+ * it still runs after `grace_ns` (negative: never killed), through a pidfd opened now, so a
+ * reused pid is never hit. The process is not reaped (its parent's `waitpid` still works).
+ * Returns `STOPPER_OK` (also when `pid` already ended), `STOPPER_STOPPED` when `s` is already
+ * stopped (the escalation starts at once), `STOPPER_EINVAL` for NULL `s` or `pid <= 0`,
+ * `STOPPER_EOS` with `errno` when the pidfd cannot be opened.
+ */
+int32_t stopper_watch_process(struct stopper *s, int32_t pid, int64_t grace_ns);
+
+/**
+ * Stops `s` with `STOPPER_REASON_SIGNAL` when the process receives `signo` (`SIGINT`,
+ * `SIGTERM`…). The handler only does async-signal-safe work; the stop itself, with its
+ * callbacks, runs on the library's service thread. `s` is kept alive until it stops. Like
+ * `stopper_install_signal`, it refuses (`STOPPER_EINVAL`) a signal that already has a
+ * disposition other than the default or the library's own. Returns `STOPPER_OK`,
+ * `STOPPER_STOPPED` when `s` is already stopped, `STOPPER_EINVAL` for NULL `s`.
+ */
+int32_t stopper_stop_on_signal(struct stopper *s, int32_t signo);
 
 /**
  * Arms a deadline: `s` stops with `reason` (0 becomes `STOPPER_REASON_DEADLINE`) `delay_ns`

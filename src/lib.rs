@@ -29,7 +29,9 @@
 mod chan;
 mod fdwait;
 pub mod ffi;
+mod process;
 pub mod service;
+mod shared;
 mod signal;
 mod slab;
 mod status;
@@ -39,7 +41,9 @@ mod workers;
 
 pub use chan::Channel;
 pub use fdwait::wait_fd;
-pub use signal::{install as install_signal, interrupt as interrupt_thread};
+pub use process::watch_process;
+pub use shared::{open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED};
+pub use signal::{install as install_signal, interrupt as interrupt_thread, stop_on_signal};
 pub use status::Status;
 pub use stopper::{wait_any, Callback, RawFn, Stopper, Wait};
 pub use workers::{current, Hook, HookFn, Scope};

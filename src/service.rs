@@ -10,12 +10,15 @@
 //! thread gone, and the next call that schedules or waits starts a new one.
 //! Unload: `shutdown` (run from the shared library's finalizer) stops and joins an idle thread,
 //! so a plugin host that `dlclose`s the library keeps no thread running its code.
+//!
+//! Waking: the thread sleeps on a futex "epoch" word, not a condition variable, so that a
+//! signal handler can wake it with async-signal-safe operations only (an atomic add and a
+//! futex wake): that is how `stop_on_signal` hands its stop to this thread.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::status::Status;
 use crate::stopper::Inner;
@@ -27,8 +30,14 @@ pub(crate) enum Timer {
     Deadline { target: Arc<Inner>, reason: i32 },
     /// Call worker `key`'s hook again.
     Repeat { target: Arc<Inner>, key: u64, reason: i32 },
-    /// Run a closure (process watching, signal stops).
+    /// Run a closure (process watching).
     Task(Box<dyn FnOnce() + Send>),
+}
+
+/// A stopper to stop with `REASON_SIGNAL` when `signo` arrives.
+struct SignalStop {
+    signo: i32,
+    target: Arc<Inner>,
 }
 
 #[derive(Default)]
@@ -40,25 +49,53 @@ struct State {
     busy: bool,
     quit: bool,
     thread: Option<JoinHandle<()>>,
+    /// Stoppers to stop on a signal; kept alive until stopped (like a deadline).
+    signal_stops: Vec<SignalStop>,
 }
-
-struct Service {
-    state: Mutex<State>,
-    cv: Condvar,
-}
-
-static SERVICE: Service = Service { state: Mutex::new(State::new()), cv: Condvar::new() };
-static AFTER_FORK: AtomicBool = AtomicBool::new(false);
-static ATFORK: Once = Once::new();
 
 impl State {
     const fn new() -> State {
-        State { timers: BTreeMap::new(), next_id: 0, running: false, busy: false, quit: false, thread: None }
+        State {
+            timers: BTreeMap::new(),
+            next_id: 0,
+            running: false,
+            busy: false,
+            quit: false,
+            thread: None,
+            signal_stops: Vec::new(),
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.timers.is_empty() || !self.signal_stops.is_empty()
     }
 }
 
+static STATE: Mutex<State> = Mutex::new(State::new());
+/// Bumped (then futex-woken) whenever the thread must look again: new earliest timer, work
+/// removed, a signal arrived, shutdown.
+static EPOCH: AtomicU32 = AtomicU32::new(0);
+/// Signals received for `stop_on_signal` and not yet handled (bit n = signal n).
+static SIGNALS_PENDING: AtomicU64 = AtomicU64::new(0);
+static AFTER_FORK: AtomicBool = AtomicBool::new(false);
+static ATFORK: Once = Once::new();
+
 fn lock() -> MutexGuard<'static, State> {
-    SERVICE.state.lock().unwrap_or_else(|e| e.into_inner())
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wakes the service thread. Async-signal-safe: an atomic add and a futex wake.
+pub(crate) fn kick() {
+    EPOCH.fetch_add(1, Ordering::Release);
+    sys::futex_wake_all(&EPOCH, false);
+}
+
+/// Called from the signal handler: async-signal-safe.
+pub(crate) fn signal_arrived(signo: i32) {
+    if (1..64).contains(&signo) {
+        SIGNALS_PENDING.fetch_or(1u64 << signo, Ordering::AcqRel);
+        kick();
+    }
 }
 
 /// Schedules `timer` at the absolute monotonic time `due`; returns its id for `cancel`.
@@ -74,18 +111,40 @@ pub(crate) fn schedule(due: u64, timer: Timer) -> Result<u64, Status> {
         drop(t);
         return Err(s);
     }
+    drop(st);
     if earliest.map_or(true, |e| due < e) {
-        SERVICE.cv.notify_all();
+        kick();
     }
     Ok(id)
+}
+
+/// Stops `target` with `REASON_SIGNAL` (on this thread) when `signo` arrives. The stopper is
+/// kept alive until it stops; once it stops for any reason the entry goes away.
+pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Status> {
+    let mut st = lock();
+    st.signal_stops.push(SignalStop { signo, target: Arc::clone(&target) });
+    if let Err(s) = ensure_thread(&mut st) {
+        let e = st.signal_stops.pop();
+        drop(st);
+        drop(e);
+        return Err(s);
+    }
+    drop(st);
+    // When the stopper stops some other way, let the thread drop the entry (and maybe exit).
+    if target.add_waker(Arc::new(kick)).is_none() {
+        kick();
+    }
+    Ok(())
 }
 
 /// Removes timer `id` due at `due`; returns it so the caller drops it with no lock held.
 pub(crate) fn cancel(due: u64, id: u64) -> Option<Timer> {
     let mut st = lock();
     let t = st.timers.remove(&(due, id));
-    if st.timers.is_empty() {
-        SERVICE.cv.notify_all(); // let an idle thread exit now
+    let idle = !st.has_work();
+    drop(st);
+    if idle {
+        kick(); // let an idle thread exit now
     }
     t
 }
@@ -105,7 +164,7 @@ pub(crate) fn after_fork_check() {
     if AFTER_FORK.load(Ordering::Relaxed) {
         let mut st = lock();
         AFTER_FORK.store(false, Ordering::Relaxed);
-        if !st.timers.is_empty() {
+        if st.has_work() {
             let _ = ensure_thread(&mut st);
         }
     }
@@ -138,21 +197,55 @@ fn run() {
         if st.quit {
             break;
         }
-        let now = sys::now_ns();
-        let Some((&(due, id), _)) = st.timers.first_key_value() else { break };
-        if due > now {
-            st = SERVICE.cv.wait_timeout(st, Duration::from_nanos(due - now)).unwrap_or_else(|e| e.into_inner()).0;
+        // Signals first: their stops run here, never in the handler.
+        let pending = SIGNALS_PENDING.swap(0, Ordering::AcqRel);
+        let mut stop_now = Vec::new();
+        let mut keep = Vec::with_capacity(st.signal_stops.len());
+        for e in st.signal_stops.drain(..) {
+            if e.target.is_set() {
+                stop_now.push((e.target, None)); // stopped otherwise: drop the entry
+            } else if pending & (1u64 << e.signo) != 0 {
+                stop_now.push((e.target, Some(crate::REASON_SIGNAL)));
+            } else {
+                keep.push(e);
+            }
+        }
+        st.signal_stops = keep;
+        if !stop_now.is_empty() {
+            st.busy = true;
+            drop(st);
+            for (target, reason) in stop_now {
+                if let Some(r) = reason {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.stop(r)));
+                }
+            }
+            st = lock();
+            st.busy = false;
             continue;
         }
-        let timer = st.timers.remove(&(due, id)).expect("first key is present");
-        st.busy = true;
-        drop(st);
-        fire(id, timer);
-        st = lock();
-        st.busy = false;
+        let now = sys::now_ns();
+        let first = st.timers.first_key_value().map(|(&k, _)| k);
+        match first {
+            None if st.signal_stops.is_empty() => break,
+            Some((due, id)) if due <= now => {
+                let timer = st.timers.remove(&(due, id)).expect("first key is present");
+                st.busy = true;
+                drop(st);
+                fire(id, timer);
+                st = lock();
+                st.busy = false;
+            }
+            next => {
+                let epoch = EPOCH.load(Ordering::Acquire);
+                drop(st);
+                sys::futex_wait(&EPOCH, epoch, next.map(|(due, _)| due), false);
+                st = lock();
+            }
+        }
     }
     st.running = false;
-    SERVICE.cv.notify_all();
+    drop(st);
+    kick(); // wake `shutdown`, which waits for `running` to clear
 }
 
 fn fire(id: u64, timer: Timer) {
@@ -170,10 +263,17 @@ fn fire(id: u64, timer: Timer) {
 pub fn shutdown() {
     let mut st = lock();
     st.quit = true;
-    SERVICE.cv.notify_all();
+    drop(st);
+    kick();
     let deadline = sys::now_ns() + 2_000_000_000;
-    while st.running && !st.busy && sys::now_ns() < deadline {
-        st = SERVICE.cv.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+    loop {
+        st = lock();
+        if !st.running || st.busy || sys::now_ns() >= deadline {
+            break;
+        }
+        let epoch = EPOCH.load(Ordering::Acquire);
+        drop(st);
+        sys::futex_wait(&EPOCH, epoch, Some((sys::now_ns() + 50_000_000).min(deadline)), false);
     }
     if !st.running {
         if let Some(h) = st.thread.take() {
@@ -205,7 +305,7 @@ fn fork_child() {
             std::mem::forget(g.thread.take());
             g.running = false;
             g.busy = false;
-            if !g.timers.is_empty() {
+            if g.has_work() {
                 AFTER_FORK.store(true, Ordering::Relaxed);
             }
         }

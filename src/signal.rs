@@ -11,7 +11,16 @@ use crate::sys;
 
 /// Signals whose handler the library installed (bit n = signal n).
 static INSTALLED: AtomicU64 = AtomicU64::new(0);
+/// Signals that stop stoppers (`stop_on_signal`).
+static STOP_SIGNALS: AtomicU64 = AtomicU64::new(0);
 static INSTALL_LOCK: Mutex<()> = Mutex::new(());
+
+/// Called by the handler; async-signal-safe.
+pub(crate) fn on_signal(signo: i32) {
+    if (1..64).contains(&signo) && STOP_SIGNALS.load(Ordering::Acquire) & (1u64 << signo) != 0 {
+        crate::service::signal_arrived(signo);
+    }
+}
 
 /// Whether the library may use `signo` as an interrupt at all: in range, catchable, and not
 /// one of the synchronous/fatal signals a no-op handler would turn into a busy loop.
@@ -37,6 +46,10 @@ pub fn usable(signo: i32) -> bool {
 /// Installs the no-op interrupt handler for `signo`, once. `Inval` when the signal is not
 /// usable or already has a disposition other than the default or the library's own handler.
 pub fn install(signo: i32) -> Status {
+    install_with(signo, 0)
+}
+
+fn install_with(signo: i32, flags: libc::c_int) -> Status {
     if !usable(signo) {
         return Status::Inval;
     }
@@ -53,12 +66,37 @@ pub fn install(signo: i32) -> Status {
     if old.sa_sigaction != libc::SIG_DFL {
         return Status::Inval; // the host's handler (or its SIG_IGN): not ours to take
     }
-    match sys::sigaction_set(signo, ours, 0) {
+    match sys::sigaction_set(signo, ours, flags) {
         Ok(()) => {
             INSTALLED.fetch_or(1u64 << signo, Ordering::AcqRel);
             Status::Ok
         }
         Err(_) => Status::Os,
+    }
+}
+
+/// Stops `stopper` with `REASON_SIGNAL` when the process receives `signo`. The handler only
+/// does async-signal-safe work; the stop, with its callbacks, runs on the service thread. The
+/// same rules as [`install`] decide which signals may be used. The stopper is kept alive until
+/// it stops.
+pub fn stop_on_signal(stopper: &crate::Stopper, signo: i32) -> Status {
+    if !usable(signo) {
+        return Status::Inval;
+    }
+    if stopper.is_set() {
+        return Status::Stopped;
+    }
+    // Mark it a stop signal before the handler can run for it.
+    STOP_SIGNALS.fetch_or(1u64 << signo, Ordering::AcqRel);
+    // A stop signal restarts interrupted system calls (the stop reaches waiters through the
+    // stopper itself); if the library already installed it as an interrupt, it stays one.
+    let st = install_with(signo, libc::SA_RESTART);
+    if st != Status::Ok {
+        return st;
+    }
+    match crate::service::add_signal_stop(signo, std::sync::Arc::clone(&stopper.inner)) {
+        Ok(()) => Status::Ok,
+        Err(s) => s,
     }
 }
 

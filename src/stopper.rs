@@ -16,7 +16,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use crate::slab::OrderedSlab;
@@ -104,6 +104,9 @@ pub struct Inner {
     local: Cell,
     slow: Mutex<Option<Box<Slow>>>,
     pub(crate) cv: Condvar,
+    /// This process has run (or is running) the stop's actions. For a shared stopper the stop
+    /// may come from another process: the watcher and a local `stop` must not both run them.
+    local_done: AtomicBool,
 }
 
 // SAFETY: `cell` points at `local` (same allocation) or at a shared mapping kept alive by
@@ -114,6 +117,10 @@ unsafe impl Sync for Inner {}
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if self.is_shared() {
+            // Before the page is unmapped (with `slow.backing`, below).
+            crate::shared::forget(self);
+        }
         // Unlink from the parents, so that a long-lived parent does not keep an entry per
         // child ever created.
         let slow = self.slow.get_mut().unwrap_or_else(|e| e.into_inner()).take();
@@ -135,7 +142,7 @@ impl Inner {
                 let p = unsafe { std::ptr::addr_of!((*weak.as_ptr()).local) };
                 NonNull::new(p as *mut Cell).expect("Arc allocation is non-null")
             });
-            Inner { cell, local: Cell::default(), slow: Mutex::new(None), cv: Condvar::new() }
+            Inner { cell, local: Cell::default(), slow: Mutex::new(None), cv: Condvar::new(), local_done: AtomicBool::new(false) }
         })
     }
 
@@ -237,16 +244,21 @@ impl Inner {
                 spins += 1;
                 if spins < 64 {
                     std::hint::spin_loop();
-                } else {
+                } else if spins < 20_000 {
                     std::thread::yield_now();
+                } else {
+                    // The winner vanished between its two steps (only possible for a shared
+                    // stopper whose process was killed there): finish its stop for it.
+                    self.publish_stop();
                 }
+            }
+            if self.is_shared() {
+                // The winner may be another process: our own side must be done on return.
+                Arc::clone(self).run_stop_actions(cell.reason.load(Ordering::Acquire));
             }
             return false;
         }
-        let prev = cell.word.fetch_or(STOPPED, Ordering::AcqRel);
-        if prev & WAITERS != 0 {
-            sys::futex_wake_all(&cell.word, self.is_shared());
-        }
+        self.publish_stop();
         // A callback may release the caller's last reference: keep the stopper alive until
         // the stop is complete.
         let keep = Arc::clone(self);
@@ -254,9 +266,21 @@ impl Inner {
         true
     }
 
-    /// What a stop does after the flag: wakers, children, fd, hooks, callbacks. Also used for
-    /// a shared stopper stopped by another process (the flag is already set there).
+    /// Sets the flag (the reason is recorded) and wakes the futex sleepers.
+    pub(crate) fn publish_stop(&self) {
+        let cell = self.cell();
+        let prev = cell.word.fetch_or(STOPPED, Ordering::AcqRel);
+        if prev & WAITERS != 0 {
+            sys::futex_wake_all(&cell.word, self.is_shared());
+        }
+    }
+
+    /// What a stop does after the flag: wakers, children, fd, hooks, callbacks; once per
+    /// process. Also run by the watcher for a shared stopper stopped by another process.
     pub(crate) fn run_stop_actions(self: &Arc<Self>, reason: i32) {
+        if self.local_done.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let mut g = self.lock();
         if g.is_none() {
             return; // nothing was ever registered: the flag was all there was to do

@@ -152,15 +152,23 @@ pub fn at_fork(prepare: fn(), parent: fn(), child: fn()) {
     }
 }
 
-/// Interrupt signals received (diagnostics; also keeps the handler's code unique, so that
+/// Signals received by the library's handler (diagnostics; also keeps the handler's code unique, so that
 /// identical-code folding can never merge it with a host's empty handler and make the library
 /// mistake the host's handler for its own).
 pub static INTERRUPTS_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The library's signal handler: only counts (async-signal-safe). Its effect is that a blocking
-/// system call in the signalled thread returns `EINTR` (it is installed without `SA_RESTART`).
-extern "C" fn noop_handler(_signo: libc::c_int) {
+/// The library's signal handler, shared by interrupts and stops on a signal. For an interrupt
+/// its effect is that a blocking system call in the signalled thread returns `EINTR` (it is
+/// installed without `SA_RESTART`); for a stop signal it hands the stop to the service thread.
+extern "C" fn noop_handler(signo: libc::c_int) {
+    // SAFETY of what runs here: atomics and a futex wake only (async-signal-safe), and errno
+    // is preserved for the interrupted code.
+    // SAFETY: errno is thread-local.
+    let saved = unsafe { *libc::__errno_location() };
     INTERRUPTS_RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::signal::on_signal(signo);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
 }
 
 /// The address of the no-op handler, to recognise it in `sigaction` results.
@@ -192,4 +200,70 @@ pub fn sigaction_set(signo: i32, handler: libc::sighandler_t, flags: libc::c_int
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// One entry of `futex_waitv`.
+#[repr(C)]
+pub struct FutexWaitv {
+    pub val: u64,
+    pub uaddr: u64,
+    pub flags: u32,
+    pub reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: a 32-bit futex word (shared between processes unless `FUTEX2_PRIVATE`).
+pub(crate) const FUTEX2_SIZE_U32: u32 = 0x02;
+/// `FUTEX2_PRIVATE`.
+pub(crate) const FUTEX2_PRIVATE: u32 = 128;
+
+/// Waits until any of the words no longer holds its value or is woken (no time limit).
+/// Returns on wake, on a changed value (`EAGAIN`), on `EINTR`, or on a fault.
+pub fn futex_waitv(waiters: &[FutexWaitv]) -> io::Result<()> {
+    // SAFETY: `waiters` is a valid array; the kernel only reads it and the words it names
+    // (an unmapped word gives EFAULT, never a write).
+    let r = unsafe {
+        libc::syscall(libc::SYS_futex_waitv, waiters.as_ptr(), waiters.len() as u32, 0u32, std::ptr::null::<libc::timespec>(), libc::CLOCK_MONOTONIC)
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `pidfd_open(pid, 0)`, close-on-exec.
+pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system call; the descriptor is owned by the returned OwnedFd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: a new descriptor nobody else owns.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    }
+}
+
+/// `pidfd_send_signal(fd, signo, NULL, 0)`.
+pub fn pidfd_send_signal(fd: std::os::fd::RawFd, signo: i32) -> io::Result<()> {
+    // SAFETY: plain system call on a descriptor the caller owns.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, signo, std::ptr::null::<libc::siginfo_t>(), 0u32) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the process behind a pidfd has ended (the pidfd polls readable).
+pub fn pidfd_exited(fd: std::os::fd::RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+}
+
+/// Sets `errno`.
+pub fn set_errno(e: i32) {
+    // SAFETY: errno is thread-local.
+    unsafe { *libc::__errno_location() = e };
 }

@@ -320,7 +320,7 @@ static void run_mpmc(size_t capacity, uint32_t per_producer) {
 
 TEST_T(chan_mpmc_unbounded, 40) { run_mpmc(0, (uint32_t)ITERS(100000)); }
 TEST_T(chan_mpmc_bounded, 40) { run_mpmc(16, (uint32_t)ITERS(50000)); }
-TEST_T(chan_mpmc_capacity_one, 40) { run_mpmc(1, (uint32_t)ITERS(10000)); }
+TEST_T(chan_mpmc_capacity_one, 40) { run_mpmc(1, (uint32_t)ITERS(5000)); }
 
 /* Consumers stopped mid-stream: each item received at most once, the rest stays queued. */
 typedef struct stop_consumer {

@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,6 +12,25 @@ static void spin(uint32_t n) {
     }
 }
 
+/* busy-waits `ns` nanoseconds (a delay shorter than any sleep) */
+static void spin_ns(int64_t ns) {
+    int64_t end = now_ns() + ns;
+    while (now_ns() < end) {
+    }
+}
+
+/* A start gate: each side arrives, then all leave together, so that the random delays that
+   follow decide the order instead of thread start-up time. */
+typedef struct gate {
+    atomic_int arrived;
+    int parties;
+} gate;
+
+static void gate_pass(gate *g) {
+    atomic_fetch_add(&g->arrived, 1);
+    while (atomic_load(&g->arrived) < g->parties) sched_yield();
+}
+
 /* ---- stop vs wait: no lost wake-up, in every kind of wait */
 
 typedef struct race_waiter {
@@ -18,13 +38,17 @@ typedef struct race_waiter {
     stopper_chan *c;
     int pipe_rd;
     int kind;
-    uint32_t delay;
+    int64_t delay;
+    gate *g;
     int32_t result;
+    int64_t started;
 } race_waiter;
 
 static void *race_waiter_main(void *p) {
     race_waiter *w = p;
-    spin(w->delay);
+    gate_pass(w->g);
+    spin_ns(w->delay);
+    w->started = now_ns();
     const int64_t limit = SLOW_NS(MS(5000));
     const stopper *list[2] = {NULL, w->s};
     uint64_t item;
@@ -52,24 +76,29 @@ TEST_T(race_stop_vs_wait_no_lost_wakeup, 60) {
     REQUIRE(c);
     uint32_t rng = 7;
     int bad[6] = {0};
+    int waited_first = 0;
     int64_t slowest = 0;
     for (int it = 0; it < iters; it++) {
         stopper *s = stopper_new();
         REQUIRE(s);
-        race_waiter w = {s, c, p[0], it % 6, rng_next(&rng) % 3000, -100};
+        gate g = {0, 2};
+        race_waiter w = {s, c, p[0], it % 6, rng_next(&rng) % 20000, &g, -100, 0};
         pthread_t t = start_thread(race_waiter_main, &w);
-        spin(rng_next(&rng) % 3000);
+        gate_pass(&g);
+        spin_ns(rng_next(&rng) % 40000);
         int64_t t0 = now_ns();
         stopper_stop(s, 0);
         join_thread(t);
         int64_t el = now_ns() - t0;
         if (el > slowest) slowest = el;
+        waited_first += w.started < t0;
         if (w.result != STOPPER_STOPPED || el > SLOW_NS(MS(2000))) bad[w.kind]++;
         stopper_release(s);
     }
     for (int k = 0; k < 6; k++)
         if (bad[k]) h_fail(__FILE__, __LINE__, "wait kind %d: %d lost or wrong wake-ups", k, bad[k]);
-    h_note("%d iterations, slowest stop-to-return %.2f ms", iters, slowest / 1e6);
+    h_note("%d iterations (the wait began first in %d), slowest stop-to-return %.2f ms", iters,
+           waited_first, slowest / 1e6);
     stopper_chan_release(c);
     close(p[0]);
     close(p[1]);
@@ -126,7 +155,7 @@ typedef struct stopper_race {
 
 static void *stop_racer(void *p) {
     stopper_race *r = p;
-    while (!atomic_load(r->go)) { }
+    while (!atomic_load(r->go)) sched_yield();
     spin(r->delay);
     r->result = stopper_stop(r->s, r->reason);
     return NULL;
@@ -201,7 +230,7 @@ TEST_T(race_deadline_vs_stop, 60) {
         uint64_t id;
         stopper_on_stop(s, reason_record, &cb, &id);
         CHECK_ST(stopper_stop_after(s, US(rng_next(&rng) % 100), 222), STOPPER_OK);
-        spin(rng_next(&rng) % 20000);
+        spin_ns(US(rng_next(&rng) % 300));
         int32_t won = stopper_stop(s, 111);
         if (stopper_wait(s, SLOW_NS(MS(5000))) != STOPPER_STOPPED) bad++;
         int32_t want = won == 1 ? 111 : 222;
@@ -233,6 +262,7 @@ enum { REGS = 6 };
 
 typedef struct registrar {
     stopper *s;
+    gate g;
     uint32_t delay;
     reg_cb cbs[REGS];
     int32_t st[REGS];
@@ -243,6 +273,7 @@ typedef struct registrar {
 static void *registrar_main(void *p) {
     registrar *r = p;
     r->self = self_id();
+    gate_pass(&r->g);
     spin(r->delay);
     for (int i = 0; i < REGS; i++) r->st[i] = stopper_on_stop(r->s, reg_record, &r->cbs[i], &r->id[i]);
     return NULL;
@@ -258,9 +289,11 @@ TEST_T(race_stop_vs_on_stop_exactly_once, 60) {
         registrar *r = calloc(1, sizeof *r);
         REQUIRE(r);
         r->s = s;
-        r->delay = rng_next(&rng) % 4000;
+        r->g.parties = 2;
+        r->delay = rng_next(&rng) % 3000;
         pthread_t t = start_thread(registrar_main, r);
-        spin(rng_next(&rng) % 4000);
+        gate_pass(&r->g);
+        spin(rng_next(&rng) % 3000);
         uint64_t me = self_id();
         stopper_stop(s, 0);
         join_thread(t);
@@ -304,6 +337,7 @@ static void unreg_body(void *d, int32_t r) {
 
 typedef struct unregistrar {
     stopper *s;
+    gate *g;
     uint64_t id;
     uint32_t delay;
     unreg_cb *cb;
@@ -313,6 +347,7 @@ typedef struct unregistrar {
 
 static void *unregistrar_main(void *p) {
     unregistrar *u = p;
+    gate_pass(u->g);
     spin(u->delay);
     u->st = stopper_unregister(u->s, u->id);
     u->done_when_returned = atomic_load(&u->cb->done);
@@ -330,9 +365,11 @@ TEST_T(race_stop_vs_unregister, 60) {
         REQUIRE(cb);
         uint64_t id;
         CHECK_ST(stopper_on_stop(s, unreg_body, cb, &id), STOPPER_OK);
-        unregistrar u = {s, id, rng_next(&rng) % 6000, cb, -100, false};
+        gate g = {0, 2};
+        unregistrar u = {s, &g, id, rng_next(&rng) % 3000, cb, -100, false};
         pthread_t t = start_thread(unregistrar_main, &u);
-        spin(rng_next(&rng) % 6000);
+        gate_pass(&g);
+        spin(rng_next(&rng) % 3000);
         stopper_stop(s, 0);
         join_thread(t);
         if (u.st == STOPPER_OK) {
@@ -362,6 +399,7 @@ typedef struct ej_worker {
     atomic_int state;       /* 0 outside, 1 entering/inside */
     uint32_t seed;
     int enters;
+    gate *g;
 } ej_worker;
 
 static void ej_hook(void *data, uint64_t tid, int32_t reason) {
@@ -375,7 +413,8 @@ static void ej_hook(void *data, uint64_t tid, int32_t reason) {
 static void *ej_main(void *p) {
     ej_worker *w = p;
     stopper_hook h = {ej_hook, w, 0};
-    for (int i = 0; i < 1000; i++) {
+    gate_pass(w->g);
+    for (int i = 0; i < 300; i++) {
         int before = atomic_load(&w->hook_calls);
         atomic_store(&w->state, 1);
         int32_t st = stopper_enter(w->s, &h);
@@ -397,9 +436,9 @@ static void *ej_main(void *p) {
 }
 
 TEST_T(race_stop_vs_enter_exit_vs_join, 60) {
-    int iters = ITERS(1500);
+    int iters = ITERS(1000);
     uint32_t rng = 17;
-    int bad_inside = 0, bad_status = 0;
+    int bad_inside = 0, bad_status = 0, total_enters = 0;
     atomic_int hook_after_exit = 0, hook_for_stopped = 0;
     for (int it = 0; it < iters; it++) {
         stopper *s = stopper_new();
@@ -408,20 +447,26 @@ TEST_T(race_stop_vs_enter_exit_vs_join, 60) {
         enum { N = 3 };
         ej_worker w[N];
         pthread_t t[N];
+        gate g = {0, N + 1};
         for (int i = 0; i < N; i++) {
-            w[i] = (ej_worker){s, &inside_ok, &hook_after_exit, &hook_for_stopped, 0, 0, rng_next(&rng) | 1, 0};
+            w[i] = (ej_worker){s, &inside_ok, &hook_after_exit, &hook_for_stopped, 0, 0, rng_next(&rng) | 1, 0, &g};
             t[i] = start_thread(ej_main, &w[i]);
         }
-        spin(rng_next(&rng) % 20000);
+        gate_pass(&g);
+        spin_ns(rng_next(&rng) % 30000);
         int32_t st = stopper_join(s, SLOW_NS(MS(5000)));
         if (st != STOPPER_OK) bad_status++;
         if (atomic_load(&inside_ok) != 0) bad_inside++;
-        for (int i = 0; i < N; i++) join_thread(t[i]);
+        for (int i = 0; i < N; i++) {
+            join_thread(t[i]);
+            total_enters += w[i].enters;
+        }
         CHECK_ST(stopper_join(s, 0), STOPPER_OK);
         stopper_release(s);
     }
     CHECK_EQ(bad_status, 0);
     CHECK_EQ(bad_inside, 0);
+    h_note("%d joins; the workers entered %d times in all", iters, total_enters);
     CHECK_EQ(atomic_load(&hook_after_exit), 0);
     CHECK_EQ(atomic_load(&hook_for_stopped), 0);
 }
@@ -432,10 +477,12 @@ typedef struct child_maker {
     stopper *p;
     uint32_t delay;
     int bad;
+    gate *g;
 } child_maker;
 
 static void *child_maker_main(void *arg) {
     child_maker *m = arg;
+    gate_pass(m->g);
     spin(m->delay);
     stopper *kept[16];
     for (int i = 0; i < 16; i++) {
@@ -459,9 +506,11 @@ TEST_T(race_child_creation_vs_parent_stop, 60) {
     for (int it = 0; it < iters; it++) {
         stopper *p = stopper_new();
         REQUIRE(p);
-        child_maker m[2] = {{p, rng_next(&rng) % 3000, 0}, {p, rng_next(&rng) % 3000, 0}};
+        gate g = {0, 3};
+        child_maker m[2] = {{p, rng_next(&rng) % 3000, 0, &g}, {p, rng_next(&rng) % 3000, 0, &g}};
         pthread_t t0 = start_thread(child_maker_main, &m[0]);
         pthread_t t1 = start_thread(child_maker_main, &m[1]);
+        gate_pass(&g);
         spin(rng_next(&rng) % 6000);
         stopper_stop(p, 64);
         join_thread(t0);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,7 +292,7 @@ TEST(repeated_hook_is_called_again_until_exit_and_never_after) {
 }
 
 TEST_T(repeated_hooks_never_called_after_exit_race, 40) {
-    int iters = ITERS(300);
+    int iters = ITERS(200);
     int after = 0, bad = 0;
     for (int i = 0; i < iters; i++) {
         stopper *s = stopper_new();
@@ -300,7 +301,7 @@ TEST_T(repeated_hooks_never_called_after_exit_race, 40) {
         memset(&log, 0, sizeof log);
         rep_worker w = {s, &log, US(200), 0, 0};
         pthread_t t = start_thread(rep_worker_main, &w);
-        while (!atomic_load(&w.entered)) { }
+        while (!atomic_load(&w.entered)) sched_yield();
         stopper_stop(s, 0);
         sleep_ns(US(100 * (i % 10)));
         atomic_store(&w.may_exit, 1);

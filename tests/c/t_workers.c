@@ -212,6 +212,7 @@ TEST(join_from_a_worker_is_edeadlk) {
     CHECK_ST(stopper_enter(s, NULL), STOPPER_OK);
     CHECK_ST(stopper_join(s, MS(10)), STOPPER_EDEADLK);
     CHECK_ST(stopper_join(s, -1), STOPPER_EDEADLK);
+    CHECK(!stopper_is_set(s)); /* refused without stopping (stopper.h) */
     /* nested: still a worker of s while inside another */
     CHECK_ST(stopper_enter(other, NULL), STOPPER_OK);
     CHECK_ST(stopper_join(s, -1), STOPPER_EDEADLK);

@@ -104,14 +104,14 @@ struct child_registrar {
     } while (0)
 
 // Checks that `expr` throws stopper::error with status `code`.
-#define CHECK_THROWS_CODE(expr, code)                                                        \
+#define CHECK_THROWS_CODE(expr, expected_code)                                                        \
     do {                                                                                     \
         bool th_thrown_ = false;                                                             \
         try {                                                                                \
             (void)(expr);                                                                    \
         } catch (const stopper::error &th_e_) {                                              \
             th_thrown_ = true;                                                               \
-            if (th_e_.code() != (code))                                                      \
+            if (th_e_.code() != (expected_code))                                                      \
                 th::fail(__FILE__, __LINE__,                                                 \
                          std::string(#expr " threw code ") + std::to_string(th_e_.code()));  \
         }                                                                                    \

@@ -67,7 +67,11 @@ TEST(bridge_link_lives_with_everything_made_from_it) {
     {
         std::stop_source ss;
         source other;
-        source l = source::linked({source::from(ss.get_token()), other});
+        source l(nullptr);
+        {
+            source f = source::from(ss.get_token());
+            l = source::linked({f, other});
+        }
         ss.request_stop();
         CHECK(l.is_set());
     }
@@ -119,20 +123,58 @@ TEST(bridge_link_is_released_with_the_last_source) {
     CHECK(th::ms_since(t0) < 1000);
 }
 
+// request_stop on one thread while the last source (and so the link) is destroyed on another:
+// the link's removal waits for a run in progress, and a removed link is never run. A C
+// reference (which does not keep the link) lets the test see which came first. A feedback loop
+// on the timing keeps the two at the tipping point, and a few sleeps force each order.
 TEST(bridge_destroyed_while_the_std_token_stops) {
-    std::atomic<int> stopped_seen{0};
-    for (int i = 0; i < 2000; i++) {
+    constexpr int iterations = 2000;
+    std::atomic<int> generation{0}, done{0}, bias{0};
+    std::atomic<bool> quit{false};
+    std::stop_source *current = nullptr;
+    int reached = 0;
+    std::thread stopper_thread([&] {
+        int seen = 0;
+        while (!quit.load()) {
+            int g = generation.load();
+            if (g == seen) {
+                std::this_thread::yield();
+                continue;
+            }
+            seen = g;
+            if (g % 20 == 1)
+                th::sleep_ms(1);
+            for (int k = 0; k < bias.load(); k++)
+                std::atomic_signal_fence(std::memory_order_seq_cst);
+            current->request_stop();
+            done.store(g);
+        }
+    });
+    for (int i = 1; i <= iterations; i++) {
         std::stop_source ss;
+        current = &ss;
         auto s = std::make_unique<source>(source::from(ss.get_token()));
-        auto cb = std::make_unique<stopper::callback<std::function<void()>>>(*s, [&] { stopped_seen++; });
-        std::thread t([&] { ss.request_stop(); });
-        for (int spin = 0; spin < (i * 17) % 500; spin++)
+        stopper::stopper *watch = stopper_retain(s->native());
+        generation.store(i);
+        if (i % 20 == 0)
+            th::sleep_ms(1);
+        for (int k = 0; k < -bias.load(); k++)
             std::atomic_signal_fence(std::memory_order_seq_cst);
-        cb.reset();
         s.reset();
-        t.join();
+        for (int k = 0; done.load() != i; k++)
+            if (k > 2000)
+                std::this_thread::yield();
+        bool stopped = stopper_is_set(watch);
+        reached += stopped;
+        stopper_release(watch);
+        int step = 10 + (i * 7) % 40;
+        bias.store(stopped ? bias.load() + step : bias.load() - step);
     }
-    std::printf("    (%d of 2000 stops reached the stopper before its source was gone)\n", stopped_seen.load());
+    quit = true;
+    stopper_thread.join();
+    std::printf("    (%d of %d std stops reached the stopper before its last source was gone)\n", reached,
+                iterations);
+    CHECK_MSG(reached > 0 && reached < iterations, "the timing never mixed the two orders");
 }
 
 TEST(bridge_with_std_jthread) {

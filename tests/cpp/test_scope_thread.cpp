@@ -114,12 +114,15 @@ TEST(scope_hook_is_called_on_the_stop) {
     hook.data = &rec;
     hook.repeat_ns = 0;
     std::atomic<uint64_t> worker_id{0};
-    std::atomic<bool> entered{false};
+    std::atomic<bool> entered{false}, release{false};
     std::thread w([&] {
         stopper::scope in(s, hook);
         worker_id = stopper::stopper_thread_id();
         entered = true;
-        s.wait();
+        // Busy elsewhere, not waiting on the stopper: what hooks are for. (A worker waiting
+        // on the stopper may wake and leave before the stop reaches the hooks.)
+        while (!release.load())
+            std::this_thread::sleep_for(1ms);
     });
     CHECK(th::eventually([&] { return entered.load(); }));
     CHECK_EQ(rec.calls.load(), 0);
@@ -127,6 +130,7 @@ TEST(scope_hook_is_called_on_the_stop) {
     CHECK_EQ(rec.calls.load(), 1);  // on the stopping thread, before stop returned
     CHECK_EQ(rec.reason.load(), 6);
     CHECK(rec.thread_id.load() == worker_id.load());
+    release = true;
     w.join();
     CHECK(worker_id.load() != 0);
     CHECK_EQ(rec.calls.load(), 1);
@@ -173,16 +177,18 @@ TEST(scope_signal_hook_interrupts_a_blocking_read) {
 
 TEST(thread_worker_runs_inside_its_stopper) {
     source s;
-    std::atomic<bool> inside{false}, finished{false};
+    std::atomic<bool> inside{false}, looked{false}, finished{false};
     {
         stopper::thread t(s, [&](source ws) {
             inside = stopper::current() == ws && ws == s && !stopper::current_is_set();
+            looked = true;
             ws.wait();
             th::sleep_ms(20);
             finished = true;
         });
         CHECK(t.joinable());
         CHECK(t.get_source() == s);
+        CHECK(th::eventually([&] { return looked.load(); }));
     }  // the destructor stops and joins
     CHECK(finished.load());
     CHECK(inside.load());

@@ -380,6 +380,33 @@ TEST(source_stop_after) {
     CHECK(p.cancel_stop_after());
 }
 
+// A deadline keeps its stopper alive until it fires or is disarmed; once the stopper is stopped
+// the deadline can never do anything, so the stop (or a disarm after it) lets it go, as .NET's
+// CancellationTokenSource and Go's context release their timers on cancel. Seen through the fd,
+// which closes with the stopper's last reference.
+TEST(source_stop_releases_a_pending_deadline) {
+    for (int how = 0; how < 3; how++) {
+        int fd;
+        {
+            source p;
+            source s = p.child();
+            CHECK(s.stop_after(1h));
+            fd = s.fd();
+            if (how == 0)
+                s.stop();
+            else if (how == 1)
+                p.stop();  // stopped through its parent
+            else {
+                s.stop();
+                s.cancel_stop_after();  // the careful way: disarm after the stop too
+            }
+        }
+        bool closed = th::eventually([&] { return !th::fd_is_open(fd); }, 1000);
+        CHECK_MSG(closed, std::string("a stopped stopper is kept alive by its deadline, case ") +
+                              (how == 0 ? "stop" : how == 1 ? "parent stop" : "stop then disarm"));
+    }
+}
+
 // ------------------------------------------------------------------ native handles
 
 TEST(source_adopt_share_detach) {

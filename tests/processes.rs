@@ -1,0 +1,286 @@
+//! Shared stoppers across processes, TERM→KILL escalation, stop on a signal. Child processes
+//! are this test binary run again in a "child mode" (selected by STOPPER_CHILD), so no test
+//! forks a multi-threaded process.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stopper::{open_shared, unlink_shared, Status, Stopper, Wait};
+
+fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs this binary's `child_entry` test in a child process with `mode` and `arg`.
+fn child(mode: &str, arg: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("STOPPER_CHILD", mode)
+        .env("STOPPER_CHILD_ARG", arg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_line(c: &mut Child, expect: &str) {
+    use std::io::BufRead;
+    let out = c.stdout.as_mut().unwrap();
+    let mut r = std::io::BufReader::new(out);
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap() > 0 {
+        if line.contains(expect) {
+            return;
+        }
+        line.clear();
+    }
+    panic!("child ended without printing {expect}");
+}
+
+/// The child side, run only in child processes (through `--ignored`).
+#[test]
+#[ignore = "child-process entry point, run by the other tests"]
+fn child_entry() {
+    let Ok(mode) = std::env::var("STOPPER_CHILD") else { return };
+    let arg = std::env::var("STOPPER_CHILD_ARG").unwrap_or_default();
+    let code = match mode.as_str() {
+        // Open the shared stopper, report ready, wait; succeed when woken by the stop with
+        // reason 42, and when this process's own callback ran.
+        "shared-waiter" => {
+            let s = open_shared(&arg).unwrap();
+            let done = Stopper::new();
+            let d = done.clone();
+            s.on_stop(move |r| {
+                if r == 42 {
+                    d.stop(0);
+                }
+            })
+            .forget();
+            println!("ready");
+            let woke = s.wait(Some(Duration::from_secs(20))) == Wait::Stopped && s.reason() == 42;
+            let callback = done.wait(Some(Duration::from_secs(20))) == Wait::Stopped;
+            i32::from(!(woke && callback))
+        }
+        "stubborn" => {
+            // SAFETY: ignoring SIGTERM in this child process.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(30));
+            0
+        }
+        "signal-stop" => {
+            let s = Stopper::new();
+            let on = Arc::new(std::sync::Mutex::new(String::new()));
+            let o = Arc::clone(&on);
+            s.on_stop(move |_| *o.lock().unwrap() = std::thread::current().name().unwrap_or("").to_string()).forget();
+            assert_eq!(stopper::stop_on_signal(&s, libc::SIGTERM), Status::Ok);
+            // SAFETY: signalling ourselves.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            let ok = s.wait(Some(Duration::from_secs(10))) == Wait::Stopped
+                && s.reason() == stopper::REASON_SIGNAL
+                && *on.lock().unwrap() == "stopper-service";
+            i32::from(!ok)
+        }
+        other => panic!("unknown child mode {other}"),
+    };
+    std::process::exit(code);
+}
+
+#[test]
+fn a_stop_in_one_process_wakes_waiters_in_all() {
+    let name = unique("wake");
+    let s = open_shared(&name).unwrap();
+    let mut kids: Vec<Child> = (0..3).map(|_| child("shared-waiter", &name)).collect();
+    for k in &mut kids {
+        wait_line(k, "ready");
+    }
+    let t0 = Instant::now();
+    assert!(s.stop(42));
+    for mut k in kids {
+        let st = k.wait().unwrap();
+        assert!(st.success(), "child failed: {st:?}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(unlink_shared(&name), Status::Ok);
+}
+
+#[test]
+fn same_object_twice_in_one_process_is_one_stopper() {
+    let name = unique("same");
+    let a = open_shared(&name).unwrap();
+    let b = open_shared(&name).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.flag_ptr(), b.flag_ptr());
+    unlink_shared(&name);
+}
+
+#[test]
+fn late_opener_sees_the_stop_and_unlink_recreates_fresh() {
+    let name = unique("late");
+    let a = open_shared(&name).unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    a.stop(9);
+    drop(a);
+    let b = open_shared(&name).unwrap();
+    assert!(b.is_set());
+    assert_eq!(b.reason(), 9);
+    let f = Arc::clone(&fired);
+    b.on_stop(move |r| {
+        f.store(r as usize, Ordering::SeqCst);
+    })
+    .forget();
+    assert_eq!(fired.load(Ordering::SeqCst), 9, "runs inline on a stopped shared stopper");
+    assert_eq!(unlink_shared(&name), Status::Ok);
+    assert_eq!(unlink_shared(&name), Status::Os, "no such object");
+    let c = open_shared(&name).unwrap();
+    assert!(!c.is_set(), "a re-created object is fresh");
+    assert!(b.is_set(), "the old one is unchanged");
+    unlink_shared(&name);
+}
+
+#[test]
+fn shared_stopper_fd_children_and_deadline_work() {
+    let name = unique("fd");
+    let s = open_shared(&name).unwrap();
+    let c = s.child();
+    let fd = s.fd().unwrap();
+    s.stop_after(Some(Duration::from_millis(20)), 0);
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut p, 1, 10_000) }, 1);
+    assert!(c.is_set());
+    assert_eq!(s.reason(), stopper::REASON_DEADLINE);
+    unlink_shared(&name);
+}
+
+fn write_object(name: &str, bytes: &[u8], mode: u32) {
+    let path = std::ffi::CString::new(format!("/stopper.{name}")).unwrap();
+    // SAFETY: creating a test object in the shm namespace.
+    let fd = unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, mode as libc::mode_t) };
+    assert!(fd >= 0);
+    // SAFETY: our descriptor.
+    unsafe {
+        libc::fchmod(fd, mode as libc::mode_t);
+        assert_eq!(libc::write(fd, bytes.as_ptr().cast(), bytes.len()), bytes.len() as isize);
+        libc::close(fd);
+    }
+}
+
+#[test]
+fn corrupt_truncated_and_open_objects_are_refused() {
+    let garbage = unique("garbage");
+    write_object(&garbage, &[0xAB; 4096], 0o600);
+    assert_eq!(open_shared(&garbage).unwrap_err(), Status::Inval);
+    let truncated = unique("trunc");
+    write_object(&truncated, b"stopper\x01", 0o600);
+    assert_eq!(open_shared(&truncated).unwrap_err(), Status::Inval);
+    // A valid object made world-writable is not trusted either.
+    let open = unique("open");
+    drop(open_shared(&open).unwrap());
+    let path = std::ffi::CString::new(format!("/stopper.{open}")).unwrap();
+    // SAFETY: our object.
+    unsafe {
+        let fd = libc::shm_open(path.as_ptr(), libc::O_RDWR, 0);
+        libc::fchmod(fd, 0o666);
+        libc::close(fd);
+    }
+    assert_eq!(open_shared(&open).unwrap_err(), Status::Inval);
+    for n in [&garbage, &truncated, &open] {
+        unlink_shared(n);
+    }
+}
+
+#[test]
+fn bad_names_are_refused() {
+    for n in ["", ".", "..", "a/b", "../x", "sp ace", "nul\0", &"x".repeat(201)] {
+        assert_eq!(open_shared(n).unwrap_err(), Status::Inval, "{n:?}");
+        assert_eq!(unlink_shared(n), Status::Inval, "{n:?}");
+    }
+    assert!(stopper::validate_shared_name(&"y".repeat(200)));
+    assert!(stopper::validate_shared_name("a.b-c_D9"));
+}
+
+#[test]
+fn watcher_thread_is_gone_when_no_shared_stopper_is_open() {
+    let name = unique("watch");
+    let s = open_shared(&name).unwrap();
+    assert!(stopper::watcher_running());
+    drop(s);
+    unlink_shared(&name);
+    // Other tests here may hold shared stoppers; wait (bounded) for a moment with none.
+    assert!(common::eventually(Duration::from_secs(20), || !stopper::watcher_running()));
+}
+
+fn exited_by(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(st) = c.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+#[test]
+fn polite_child_ends_by_sigterm() {
+    let mut c = Command::new("sleep").arg("30").spawn().unwrap();
+    let s = Stopper::new();
+    assert_eq!(stopper::watch_process(&s, c.id() as i32, 5_000_000_000), Status::Ok);
+    let t0 = Instant::now();
+    s.stop(0);
+    let st = exited_by(&mut c, Duration::from_secs(10)).expect("still running");
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+    assert!(t0.elapsed() < Duration::from_secs(4), "waited for the grace period");
+}
+
+#[test]
+fn stubborn_child_is_killed_after_the_grace_and_not_before() {
+    let mut c = child("stubborn", "");
+    wait_line(&mut c, "ready");
+    let s = Stopper::new();
+    assert_eq!(stopper::watch_process(&s, c.id() as i32, 300_000_000), Status::Ok);
+    let t0 = Instant::now();
+    s.stop(0);
+    assert!(exited_by(&mut c, Duration::from_millis(150)).is_none(), "killed before the grace");
+    let st = exited_by(&mut c, Duration::from_secs(10)).expect("never killed");
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    assert!(t0.elapsed() >= Duration::from_millis(280));
+}
+
+#[test]
+fn watching_an_ended_or_bad_pid() {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id() as i32;
+    c.wait().unwrap(); // reaped: the pid may now be reused by anyone
+    let s = Stopper::new();
+    assert_eq!(stopper::watch_process(&s, pid, 0), Status::Ok, "an ended pid is not an error");
+    s.stop(0); // and stopping signals nobody
+    assert_eq!(stopper::watch_process(&Stopper::new(), 0, 0), Status::Inval);
+    assert_eq!(stopper::watch_process(&Stopper::new(), -5, 0), Status::Inval);
+    // The pidfd is opened at watch time: a child reaped after the watch but before the stop
+    // is not signalled through a recycled pid (the pidfd refers to the dead process).
+    let mut d = Command::new("true").spawn().unwrap();
+    let s2 = Stopper::new();
+    assert_eq!(stopper::watch_process(&s2, d.id() as i32, 0), Status::Ok);
+    d.wait().unwrap();
+    s2.stop(0);
+}
+
+#[test]
+fn stop_on_signal_stops_on_the_service_thread() {
+    let mut c = child("signal-stop", "");
+    let st = c.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(stopper::stop_on_signal(&Stopper::new(), libc::SIGKILL), Status::Inval);
+    assert_eq!(stopper::stop_on_signal(&Stopper::new(), 0), Status::Inval);
+    let stopped = Stopper::new();
+    stopped.stop(0);
+    assert_eq!(stopper::stop_on_signal(&stopped, libc::SIGUSR1), Status::Stopped);
+}
