@@ -85,6 +85,10 @@ demo: lib venv
 bench: lib venv
 	$(MAKE) -C benches bench
 
+# ---------------------------------------------------------------- reliability
+# check, check-miri, check-sanitizers, fuzz, stress… and the bounded slice `make test` runs.
+-include mk/check.mk
+
 # ---------------------------------------------------------------- install
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
