@@ -19,7 +19,7 @@ export STOPPER_PYTHON := $(STOPPER_VENV)/bin/python
 RELEASE_SO := target/release/libstopper.so
 LIB_SO     := build/lib/libstopper.so.$(VERSION)
 
-.PHONY: header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
+.PHONY: bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
         install uninstall clean venv check-header
 
 all: build
@@ -84,6 +84,10 @@ demo: lib venv
 
 bench: lib venv
 	$(MAKE) -C benches bench
+
+# Every benchmark program once with tiny counts: keeps `make bench` from rotting.
+bench-smoke: lib venv
+	$(MAKE) -C benches bench-smoke
 
 # ---------------------------------------------------------------- reliability
 # check, check-miri, check-sanitizers, fuzz, stress… and the bounded slice `make test` runs.

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
+use crossbeam_utils::Backoff;
 
 use crate::status::Status;
 use crate::stopper::Stopper;
@@ -45,10 +46,18 @@ impl Channel {
         if self.closed.load(Ordering::Acquire) {
             return Status::Closed;
         }
-        match self.tx.try_send(item) {
-            Ok(()) => return Status::Ok,
-            Err(TrySendError::Disconnected(_)) => return Status::Closed,
-            Err(TrySendError::Full(_)) => {}
+        // Like crossbeam's own blocking calls: retry briefly before paying for a `Select`.
+        let backoff = Backoff::new();
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => return Status::Ok,
+                Err(TrySendError::Disconnected(_)) => return Status::Closed,
+                Err(TrySendError::Full(_)) => {}
+            }
+            if backoff.is_completed() || stopper.is_some_and(|s| s.is_set()) || self.closed.load(Ordering::Acquire) {
+                break;
+            }
+            backoff.snooze();
         }
         if deadline.is_some_and(|d| d <= sys::now_ns()) {
             return Status::TimedOut;
@@ -92,10 +101,17 @@ impl Channel {
         if stopper.is_some_and(|s| s.is_set()) {
             return Err(Status::Stopped);
         }
-        match self.rx.try_recv() {
-            Ok(v) => return Ok(v),
-            Err(TryRecvError::Disconnected) => return Err(Status::Closed),
-            Err(TryRecvError::Empty) => {}
+        let backoff = Backoff::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(v) => return Ok(v),
+                Err(TryRecvError::Disconnected) => return Err(Status::Closed),
+                Err(TryRecvError::Empty) => {}
+            }
+            if backoff.is_completed() || stopper.is_some_and(|s| s.is_set()) || self.closed.load(Ordering::Acquire) {
+                break;
+            }
+            backoff.snooze();
         }
         if self.closed.load(Ordering::Acquire) {
             return self.rx.try_recv().map_err(|_| Status::Closed);

@@ -100,7 +100,8 @@ pub(crate) struct Slow {
 
 /// The object behind a `stopper *`.
 pub struct Inner {
-    cell: NonNull<Cell>,
+    /// `None`: the cell is `local`; `Some`: it lives in a shared mapping.
+    shared_cell: Option<NonNull<Cell>>,
     local: Cell,
     slow: Mutex<Option<Box<Slow>>>,
     pub(crate) cv: Condvar,
@@ -109,8 +110,8 @@ pub struct Inner {
     local_done: AtomicBool,
 }
 
-// SAFETY: `cell` points at `local` (same allocation) or at a shared mapping kept alive by
-// `slow.backing`; both hold only atomics.
+// SAFETY: `shared_cell` points into a shared mapping kept alive by `slow.backing`, which holds
+// only atomics.
 unsafe impl Send for Inner {}
 // SAFETY: as above; all shared mutation goes through atomics or the mutex.
 unsafe impl Sync for Inner {}
@@ -133,28 +134,28 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    fn new_with(cell: Option<NonNull<Cell>>) -> Arc<Inner> {
-        Arc::new_cyclic(|weak: &Weak<Inner>| {
-            let cell = cell.unwrap_or_else(|| {
-                // SAFETY: `weak.as_ptr()` is the address the Inner is being written to; we
-                // only compute a field address from it, and read through it after
-                // construction, while the Arc keeps the allocation alive.
-                let p = unsafe { std::ptr::addr_of!((*weak.as_ptr()).local) };
-                NonNull::new(p as *mut Cell).expect("Arc allocation is non-null")
-            });
-            Inner { cell, local: Cell::default(), slow: Mutex::new(None), cv: Condvar::new(), local_done: AtomicBool::new(false) }
+    fn new_with(shared_cell: Option<NonNull<Cell>>) -> Arc<Inner> {
+        Arc::new(Inner {
+            shared_cell,
+            local: Cell::default(),
+            slow: Mutex::new(None),
+            cv: Condvar::new(),
+            local_done: AtomicBool::new(false),
         })
     }
 
     #[inline]
     pub(crate) fn cell(&self) -> &Cell {
-        // SAFETY: see the `Send`/`Sync` impls: the cell outlives `self`.
-        unsafe { self.cell.as_ref() }
+        match self.shared_cell {
+            None => &self.local,
+            // SAFETY: see the `Send`/`Sync` impls: the mapping outlives `self`.
+            Some(p) => unsafe { p.as_ref() },
+        }
     }
 
     #[inline]
     fn is_shared(&self) -> bool {
-        !std::ptr::eq(self.cell.as_ptr(), &self.local)
+        self.shared_cell.is_some()
     }
 
     #[inline]
@@ -769,5 +770,17 @@ impl Callback {
 impl Drop for Callback {
     fn drop(&mut self) {
         self.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_stopper_fits_in_a_64_byte_allocation() {
+        // Arc header (two counts) + Inner; glibc rounds a 56-byte request to a 64-byte chunk.
+        let arc_inner = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Inner>();
+        assert!(arc_inner <= 56, "ArcInner<Inner> is {arc_inner} bytes");
     }
 }

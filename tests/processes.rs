@@ -78,11 +78,18 @@ fn child_entry() {
             let s = Stopper::new();
             let on = Arc::new(std::sync::Mutex::new(String::new()));
             let o = Arc::clone(&on);
-            s.on_stop(move |_| *o.lock().unwrap() = std::thread::current().name().unwrap_or("").to_string()).forget();
+            let callback_done = Stopper::new();
+            let cd = callback_done.clone();
+            s.on_stop(move |_| {
+                *o.lock().unwrap() = std::thread::current().name().unwrap_or("").to_string();
+                cd.stop(0);
+            })
+            .forget();
             assert_eq!(stopper::stop_on_signal(&s, libc::SIGTERM), Status::Ok);
             // SAFETY: signalling ourselves.
             unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
             let ok = s.wait(Some(Duration::from_secs(10))) == Wait::Stopped
+                && callback_done.wait(Some(Duration::from_secs(10))) == Wait::Stopped
                 && s.reason() == stopper::REASON_SIGNAL
                 && *on.lock().unwrap() == "stopper-service";
             i32::from(!ok)
