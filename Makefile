@@ -19,7 +19,7 @@ export STOPPER_PYTHON := $(STOPPER_VENV)/bin/python
 RELEASE_SO := target/release/libstopper.so
 LIB_SO     := build/lib/libstopper.so.$(VERSION)
 
-.PHONY: bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
+.PHONY: check-loom test-loom bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
         install uninstall clean venv check-header
 
 all: build
@@ -90,6 +90,17 @@ bench-smoke: lib venv
 	$(MAKE) -C benches bench-smoke
 
 # ---------------------------------------------------------------- reliability
+# The loom model of the core state machine (tests/loom.rs, src/sync.rs), in its own target
+# directory because --cfg loom rebuilds everything. check-loom explores more interleavings than
+# the slice that `make test` runs.
+LOOM_CARGO = RUSTFLAGS="--cfg loom" $(CARGO) test --release --locked --target-dir target/loom --test loom
+
+check-loom:
+	LOOM_MAX_PREEMPTIONS=3 $(LOOM_CARGO)
+
+test-loom:
+	LOOM_MAX_PREEMPTIONS=2 $(LOOM_CARGO)
+
 # check, check-miri, check-sanitizers, fuzz, stress… and the bounded slice `make test` runs.
 -include mk/check.mk
 

@@ -36,6 +36,7 @@ mod signal;
 mod slab;
 mod status;
 mod stopper;
+mod sync;
 mod sys;
 mod workers;
 

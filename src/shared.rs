@@ -343,7 +343,7 @@ mod watcher {
                         continue;
                     }
                 }
-                waiters.push(sys::FutexWaitv { val: u64::from(v), uaddr: word.as_ptr() as u64, flags: sys::FUTEX2_SIZE_U32, reserved: 0 });
+                waiters.push(sys::FutexWaitv { val: u64::from(v), uaddr: word as *const _ as u64, flags: sys::FUTEX2_SIZE_U32, reserved: 0 });
                 // `inner` drops here; if it was the last reference, its drop calls `forget`,
                 // which changes the epoch, so the wait below returns at once.
             }

@@ -16,8 +16,10 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use crate::sync::{futex, AtomicBool, AtomicI32, AtomicU32, Condvar, Mutex, MutexGuard};
 
 use crate::slab::OrderedSlab;
 use crate::status::Status;
@@ -124,7 +126,7 @@ impl Drop for Inner {
         }
         // Unlink from the parents, so that a long-lived parent does not keep an entry per
         // child ever created.
-        let slow = self.slow.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let slow = self.lock().take();
         if let Some(mut slow) = slow {
             for (parent, id) in slow.parents.drain(..) {
                 parent.lock().as_mut().map(|p| p.children.remove(id));
@@ -228,7 +230,7 @@ impl Inner {
                 let _ = cell.word.compare_exchange_weak(w, w | WAITERS, Ordering::Acquire, Ordering::Relaxed);
                 continue;
             }
-            if sys::futex_wait(&cell.word, w, deadline, shared) == sys::FutexWait::TimedOut {
+            if futex::wait(&cell.word, w, deadline, shared) == sys::FutexWait::TimedOut {
                 return self.is_set();
             }
         }
@@ -244,9 +246,9 @@ impl Inner {
             while !self.is_set() {
                 spins += 1;
                 if spins < 64 {
-                    std::hint::spin_loop();
+                    crate::sync::spin_loop();
                 } else if spins < 20_000 {
-                    std::thread::yield_now();
+                    crate::sync::yield_now();
                 } else {
                     // The winner vanished between its two steps (only possible for a shared
                     // stopper whose process was killed there): finish its stop for it.
@@ -272,7 +274,7 @@ impl Inner {
         let cell = self.cell();
         let prev = cell.word.fetch_or(STOPPED, Ordering::AcqRel);
         if prev & WAITERS != 0 {
-            sys::futex_wake_all(&cell.word, self.is_shared());
+            futex::wake_all(&cell.word, self.is_shared());
         }
     }
 
@@ -286,11 +288,18 @@ impl Inner {
         if g.is_none() {
             return; // nothing was ever registered: the flag was all there was to do
         }
-        // 1. Waiters in wait_any / channel operations.
-        {
+        // 1. Waiters in wait_any / channel operations; the deadline, which can no longer do
+        // anything, is cancelled (it would keep the stopper and the service thread alive).
+        let deadline = {
             let slow = g.as_mut().expect("checked above");
             slow.wakers.for_each(|_, w| w());
             slow.stop_tx.take();
+            slow.deadline.take()
+        };
+        if let Some((due, id)) = deadline {
+            drop(g);
+            drop(service::cancel(due, id)); // holds a reference to us: dropped with no lock held
+            g = self.lock();
         }
         // 2. Children, with this stop's reason.
         loop {
@@ -310,7 +319,7 @@ impl Inner {
         // 4. Interrupt hooks of the workers inside.
         let mut first_panic = crate::workers::deliver_hooks(self, reason);
         // 5. Callbacks, in registration order, one at a time with no lock held.
-        let me = sys::thread_id();
+        let me = crate::sync::thread_key();
         let mut g = self.lock_slow();
         while let Some((id, action)) = g.callbacks.pop_front() {
             g.running = Some((id, me));
@@ -339,7 +348,7 @@ impl Inner {
     }
 
     pub(crate) fn unregister(&self, id: u64) -> Status {
-        let me = sys::thread_id();
+        let me = crate::sync::thread_key();
         let Some(mut g) = self.lock_existing() else { return Status::Inval };
         if g.callbacks.remove(id).is_some() {
             return Status::Ok;
@@ -590,7 +599,7 @@ impl Stopper {
     #[inline]
     pub fn flag_ptr(&self) -> *const u8 {
         // Byte 0 of the little-endian state word is the flag.
-        self.inner.cell().word.as_ptr() as *const u8
+        &self.inner.cell().word as *const AtomicU32 as *const u8
     }
 
     /// The reason recorded by the stop that won; 0 while running.
@@ -717,7 +726,7 @@ pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usiz
         let signal = Arc::clone(&signal);
         Arc::new(move || {
             signal.store(1, Ordering::Release);
-            sys::futex_wake_all(&signal, false);
+            futex::wake_all(&signal, false);
         })
     };
     let mut registered = Vec::with_capacity(list.len());
@@ -731,7 +740,7 @@ pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usiz
         }
     }
     while signal.load(Ordering::Acquire) == 0 {
-        if sys::futex_wait(&signal, 0, deadline, false) == sys::FutexWait::TimedOut {
+        if futex::wait(&signal, 0, deadline, false) == sys::FutexWait::TimedOut {
             break;
         }
     }

@@ -70,8 +70,14 @@ impl Drop for Stack {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static STACK: Stack = const { Stack(RefCell::new(Vec::new())) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static STACK: Stack = Stack(RefCell::new(Vec::new()));
 }
 
 impl Stopper {
@@ -82,7 +88,7 @@ impl Stopper {
     }
 
     fn enter_impl(&self, hook: Option<Hook>, from_spawn: bool) -> Status {
-        let tid = sys::thread_id();
+        let tid = crate::sync::thread_key();
         let (key, stopped) = {
             let mut g = self.inner.lock_slow();
             if from_spawn {
