@@ -81,6 +81,8 @@ test-python: lib venv
 demo: lib venv
 	$(MAKE) -C examples/c demo
 	$(MAKE) -C examples/python demo
+	$(MAKE) -C examples/cpp demo
+	$(MAKE) -C examples/plugin-host demo
 
 bench: lib venv
 	$(MAKE) -C benches bench
@@ -123,5 +125,7 @@ uninstall:
 clean:
 	$(CARGO) clean
 	rm -rf build
-	-for d in tests/header tests/c tests/cpp tests/python examples/c examples/python benches; do \
+	rm -rf target/loom
+	-for d in tests/header tests/c tests/cpp tests/python examples/c examples/python examples/cpp \
+	          examples/plugin-host benches; do \
 	    [ -f $$d/Makefile ] && $(MAKE) -C $$d clean; done

@@ -1,0 +1,731 @@
+// stopper.hpp: the C++ face of stopper, header-only, C++17 and later.
+//
+// RAII over the C ABI of libstopper (stopper.h), in namespace `stopper`:
+//
+//   stopper::source s;                     // owning; copies share one stopper (reference count)
+//   stopper::callback cb(s, [](int32_t reason) { ... });   // unregistered by its destructor
+//   stopper::scope in(s);                  // this thread is a worker of s until the scope ends
+//   stopper::thread t(s, [](stopper::source s) { while (!s.is_set()) s.wait(1s); });
+//   stopper::current_is_set();             // anywhere below a scope or inside a stopper::thread
+//   stopper::source::from(std::stop_token) // C++20: stopped when the std token is
+//
+// Link with -lstopper. Errors from the C layer become `stopper::error` (which carries the status
+// code) only where construction fails (out of memory, or a stopper that does not exist);
+// waits return bool and never throw. Built with -fno-exceptions, such a failure prints the
+// error's message and calls std::abort() instead. No exception ever crosses into the C library: a callback
+// whose callable throws terminates the program with a message, as std::stop_callback does.
+//
+// The C declarations live in namespace `stopper::c_api` (a using-directive makes them visible as
+// `stopper::stopper_new`, `stopper::stopper` ...): C++ cannot have a namespace `stopper` and a
+// global type `stopper` in one translation unit, so a C++ file uses either this header or
+// stopper.h, never both. Unqualified calls such as `stopper_join(s.native(), -1)` still work
+// from anywhere through argument-dependent lookup.
+
+#ifndef STOPPER_HPP
+#define STOPPER_HPP
+
+#if defined(STOPPER_ABI_VERSION)
+#error "stopper.hpp: stopper.h was already included at global scope. In C++, include only stopper.hpp: it includes stopper.h itself, inside namespace stopper::c_api (the C type 'stopper' and the namespace 'stopper' cannot both live at global scope)."
+#endif
+
+#if !defined(__cplusplus) || __cplusplus < 201703L
+#error "stopper.hpp needs C++17 or later"
+#endif
+
+// The C header's own system headers, included here at global scope first so that its nested
+// #includes below are no-ops and nothing of the C library ends up inside our namespace.
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__has_include)
+#if __has_include(<version>)
+#include <version>
+#endif
+#endif
+
+#if defined(__cpp_lib_jthread) && __cpp_lib_jthread >= 201911L
+#include <stop_token>
+/// Defined to 1 when `stopper::source::from(std::stop_token)` is available (C++20 libraries).
+#define STOPPER_HPP_HAS_STOP_TOKEN 1
+#endif
+
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
+#define STOPPER_HPP_EXCEPTIONS 1
+#endif
+
+namespace stopper {
+
+/// The C API, exactly as stopper.h declares it (same functions, same types, same linkage).
+namespace c_api {
+#include "stopper.h"
+}  // namespace c_api
+
+using namespace c_api;
+
+/// The C handle type, `stopper::stopper` (the C `stopper`).
+using native_handle_type = c_api::stopper *;
+
+// ------------------------------------------------------------------------------------ error
+
+/// The exception thrown when a stopper object cannot be constructed (out of memory, a thread that
+/// could not start, a stopper that does not exist). `code()` is the C status
+/// (`STOPPER_ENOMEM`, `STOPPER_EINVAL`, `STOPPER_EOS` ...).
+class error : public std::runtime_error {
+public:
+    /// `context` (may be NULL) says what failed; the message ends with `stopper_strerror(code)`.
+    explicit error(int32_t code, const char *context = nullptr)
+        : std::runtime_error(message(code, context)), code_(code) {}
+
+    /// The C status code this error carries.
+    int32_t code() const noexcept { return code_; }
+
+private:
+    static std::string message(int32_t code, const char *context) {
+        // snprintf, not std::to_string: libstdc++'s to_string brings a STB_GNU_UNIQUE symbol,
+        // which would make a plugin using this header impossible to dlclose.
+        char status[32];
+        std::snprintf(status, sizeof status, " (status %d)", static_cast<int>(code));
+        std::string m = context ? context : "stopper";
+        m += ": ";
+        m += c_api::stopper_strerror(code);
+        m += status;
+        return m;
+    }
+    int32_t code_;
+};
+
+namespace detail {
+
+/// Reports a construction failure: throws stopper::error, or, when the program is built without
+/// exceptions (-fno-exceptions), prints the same message and calls std::abort().
+[[noreturn]] inline void fail(int32_t code, const char *context) {
+#if defined(STOPPER_HPP_EXCEPTIONS)
+    throw error(code, context);
+#else
+    error e(code, context);
+    std::fprintf(stderr, "%s (built without exceptions: aborting)\n", e.what());
+    std::fflush(stderr);
+    std::abort();
+#endif
+}
+
+/// A std::chrono duration as the C layer's int64_t nanoseconds, rounded up (never wake early).
+/// Zero, negative and NaN durations give 0 (an immediate answer, as in
+/// std::condition_variable::wait_for); durations too long for int64_t give `too_long`.
+template <class Rep, class Period>
+inline int64_t to_ns(const std::chrono::duration<Rep, Period> &d, int64_t too_long) noexcept {
+    using namespace std::chrono;
+    if (!(d > duration<Rep, Period>::zero()))
+        return 0;
+    if (duration<long double, std::nano>(d).count() >= static_cast<long double>(INT64_MAX))
+        return too_long;
+    nanoseconds ns = duration_cast<nanoseconds>(d);
+    if (ns < d)
+        ++ns;
+    return ns.count();
+}
+
+/// Called when a callback's callable throws: the exception must not cross into C.
+[[noreturn]] inline void callable_threw(const char *what) noexcept {
+    std::fprintf(stderr,
+                 "stopper::callback: the callable threw an exception (%s); no exception may cross "
+                 "into the C library, so std::terminate() is called, as std::stop_callback does\n",
+                 what ? what : "not derived from std::exception");
+    std::fflush(stderr);
+    std::terminate();
+}
+
+/// The constructor of stopper::thread waits on this until the new thread has entered the
+/// stopper, so that `stopper_join` (source::join) never misses a worker that is just starting.
+struct start_gate {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    int32_t rc = 0;
+};
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------ source
+
+/// An owning handle to one stopper. Copies share the same stopper (each holds a reference:
+/// the stopper lives until the last copy, callback, scope, thread or C reference is gone);
+/// a moved-from source is empty. An empty source (also `source(nullptr)`) behaves like a NULL
+/// stopper in C: it never stops, `stop` returns false, waits with a limit time out.
+///
+/// Thread-safety: the stopper is thread-safe. A source object is like a std::shared_ptr: copies
+/// may be used from any threads; one object may be used from several threads at once for
+/// everything but assignment, swap and detach (the calls that change the handle itself).
+class source {
+public:
+    using native_handle_type = ::stopper::native_handle_type;
+
+    /// A new running stopper. Throws stopper::error(STOPPER_ENOMEM) when out of memory.
+    source() : source(c_api::stopper_new(), nullptr) {
+        if (!s_)
+            detail::fail(STOPPER_ENOMEM, "stopper::source");
+    }
+
+    /// An empty source: no stopper at all, like std::stop_source(std::nostopstate).
+    explicit source(std::nullptr_t) noexcept : source(nullptr, nullptr) {}
+
+    /// Takes over one reference the caller owns (NULL gives an empty source).
+    static source adopt(native_handle_type s) noexcept { return source(s, nullptr); }
+
+    /// Shares a stopper the caller only borrows: adds a reference (NULL gives an empty source).
+    static source share(native_handle_type s) noexcept {
+        return source(s ? c_api::stopper_retain(s) : nullptr, nullptr);
+    }
+
+    source(const source &o) noexcept
+        : s_(o.s_ ? c_api::stopper_retain(o.s_) : nullptr), flag_(o.flag_), keep_(o.keep_) {}
+
+    source(source &&o) noexcept : s_(o.s_), flag_(o.flag_), keep_(std::move(o.keep_)) {
+        o.s_ = nullptr;
+        o.flag_ = c_api::stopper_flag(nullptr);
+    }
+
+    source &operator=(const source &o) noexcept {
+        source(o).swap(*this);
+        return *this;
+    }
+
+    source &operator=(source &&o) noexcept {
+        source(std::move(o)).swap(*this);
+        return *this;
+    }
+
+    /// Releases this handle's reference.
+    ~source() { c_api::stopper_release(s_); }
+
+    void swap(source &o) noexcept {
+        std::swap(s_, o.s_);
+        std::swap(flag_, o.flag_);
+        keep_.swap(o.keep_);
+    }
+    friend void swap(source &a, source &b) noexcept { a.swap(b); }
+
+    /// True when this handle has a stopper (false once moved from, or for source(nullptr)).
+    explicit operator bool() const noexcept { return s_ != nullptr; }
+
+    /// Stops the stopper with `reason` (0 records STOPPER_REASON_REQUESTED): wakes every waiter,
+    /// stops the children, runs the callbacks, all before it returns. True when this call
+    /// stopped it; false when it was already stopped (or the source is empty).
+    bool stop(int32_t reason = 0) noexcept { return c_api::stopper_stop(s_, reason) == 1; }
+
+    /// Whether the stopper is stopped: one acquire load of its flag byte, inlined, no call into
+    /// the library (what std::stop_token::stop_requested costs).
+    bool is_set() const noexcept { return c_api::stopper_flag_is_set(flag_); }
+
+    /// The reason recorded by the stop that won, or 0 while running.
+    int32_t reason() const noexcept { return c_api::stopper_reason(s_); }
+
+    /// Waits until the stopper is stopped or `timeout` passes; true once stopped. A stop wakes
+    /// the waiter at once. A zero or negative timeout only looks.
+    template <class Rep, class Period>
+    bool wait(const std::chrono::duration<Rep, Period> &timeout) const noexcept {
+        return c_api::stopper_wait(s_, detail::to_ns(timeout, -1)) == STOPPER_STOPPED;
+    }
+
+    /// Waits with no limit until the stopper is stopped; returns true. An empty source never
+    /// stops: it returns false at once instead of blocking forever.
+    bool wait() const noexcept { return c_api::stopper_wait(s_, -1) == STOPPER_STOPPED; }
+
+    /// Waits until the stopper is stopped or the clock reaches `t`; true once stopped.
+    template <class Clock, class Duration>
+    bool wait_until(const std::chrono::time_point<Clock, Duration> &t) const noexcept {
+        return wait(t - Clock::now());
+    }
+
+    /// A new stopper stopped when this one is (with this one's reason), never the other way
+    /// round; born stopped when this one already is. Releasing the child unlinks it.
+    /// Throws stopper::error: STOPPER_EINVAL for an empty source, STOPPER_ENOMEM.
+    source child() const {
+        if (!s_)
+            detail::fail(STOPPER_EINVAL, "stopper::source::child: empty source");
+        native_handle_type c = c_api::stopper_new_child(s_);
+        if (!c)
+            detail::fail(STOPPER_ENOMEM, "stopper::source::child");
+        source out(c, nullptr);
+        out.keep_ = keep_;  // a child of a std::stop_token bridge keeps the bridge alive
+        return out;
+    }
+
+    /// A new stopper stopped as soon as any of `parents` is, recording that parent's reason.
+    /// No parents gives a plain new stopper. Throws stopper::error: STOPPER_EINVAL when a parent
+    /// is empty, STOPPER_ENOMEM.
+    static source linked(std::initializer_list<std::reference_wrapper<const source>> parents) {
+        std::vector<native_handle_type> raw;
+        std::vector<std::shared_ptr<void>> keeps;
+        raw.reserve(parents.size());
+        for (const source &p : parents) {
+            if (!p.s_)
+                detail::fail(STOPPER_EINVAL, "stopper::source::linked: empty parent");
+            raw.push_back(p.s_);
+            if (p.keep_)
+                keeps.push_back(p.keep_);
+        }
+        native_handle_type l = c_api::stopper_new_linked(raw.data(), raw.size());
+        if (!l)
+            detail::fail(STOPPER_ENOMEM, "stopper::source::linked");
+        source out(l, nullptr);
+        if (keeps.size() == 1)
+            out.keep_ = std::move(keeps.front());
+        else if (!keeps.empty())
+            out.keep_ = std::shared_ptr<void>(new std::vector<std::shared_ptr<void>>(std::move(keeps)));
+        return out;
+    }
+
+    /// Arms (or re-arms, replacing an earlier one) a deadline: the stopper is stopped with
+    /// `reason` (0 records STOPPER_REASON_DEADLINE) once `delay` has passed. A zero or negative
+    /// delay stops it as soon as the library's service thread runs. The deadline keeps the
+    /// stopper alive until it fires or is cancelled. True when armed; false when the stopper
+    /// is already stopped (or the source is empty).
+    template <class Rep, class Period>
+    bool stop_after(const std::chrono::duration<Rep, Period> &delay, int32_t reason = 0) noexcept {
+        return c_api::stopper_stop_after(s_, detail::to_ns(delay, INT64_MAX), reason) == STOPPER_OK;
+    }
+
+    /// Disarms the deadline set by stop_after, if any. True unless the stopper is already
+    /// stopped (or the source is empty).
+    bool cancel_stop_after() noexcept { return c_api::stopper_stop_after(s_, -1, 0) == STOPPER_OK; }
+
+    /// Time left before the earliest deadline of this stopper and its ancestors: std::nullopt
+    /// when there is none, zero once stopped.
+    std::optional<std::chrono::nanoseconds> remaining() const noexcept {
+        int64_t ns = c_api::stopper_remaining_ns(s_);
+        if (ns < 0)
+            return std::nullopt;
+        return std::chrono::nanoseconds(ns);
+    }
+
+    /// Stops the stopper, then waits until every worker (stopper::thread, stopper::scope, or any
+    /// thread that entered it from C or Python) has exited it. True when all exited in time;
+    /// false on time-out, or for an empty source. A worker joining its own stopper would wait
+    /// for itself: that throws stopper::error(STOPPER_EDEADLK), as std::thread::join throws.
+    template <class Rep, class Period>
+    bool join(const std::chrono::duration<Rep, Period> &timeout) {
+        return join_ns(detail::to_ns(timeout, -1));
+    }
+
+    /// join() with no limit.
+    bool join() { return join_ns(-1); }
+
+    /// A descriptor that polls readable from the moment of the stop (for poll, epoll, libuv...).
+    /// Owned by the stopper: do not read or close it. Throws stopper::error on failure
+    /// (STOPPER_EINVAL for an empty source, STOPPER_EOS with errno set).
+    int fd() {
+        int fd = c_api::stopper_fd(s_);
+        if (fd < 0)
+            detail::fail(fd, "stopper::source::fd");
+        return fd;
+    }
+
+    /// The C handle, borrowed: valid while this source (or another reference) lives.
+    native_handle_type native() const noexcept { return s_; }
+
+    /// Gives this handle's reference to the caller (who must stopper_release it) and leaves the
+    /// source empty. A std::stop_token link (source::from) is not carried by the bare pointer.
+    native_handle_type detach() noexcept {
+        native_handle_type s = s_;
+        s_ = nullptr;
+        flag_ = c_api::stopper_flag(nullptr);
+        keep_.reset();
+        return s;
+    }
+
+    /// Two sources are equal when they share the same stopper (or are both empty).
+    friend bool operator==(const source &a, const source &b) noexcept { return a.s_ == b.s_; }
+    friend bool operator!=(const source &a, const source &b) noexcept { return a.s_ != b.s_; }
+
+#if defined(STOPPER_HPP_HAS_STOP_TOKEN)
+    /// C++20: a new stopper that is stopped (reason STOPPER_REASON_REQUESTED) when `token` is,
+    /// synchronously inside `request_stop()`. The link is a std::stop_callback owned together
+    /// with the returned source: it lives as long as any copy of it, or any child()/linked()
+    /// made from it, a callback, scope or thread holding one. Once the last of those is gone the
+    /// link is removed (waiting, like std::stop_callback, if it is running on another thread),
+    /// so a long-lived std::stop_source does not accumulate dead links. A C reference obtained
+    /// through native() alone does not keep the link. The new stopper can also be stopped on its
+    /// own, which does not touch `token`. A token already stopped gives a stopped stopper; a
+    /// token that can never stop gives a plain running stopper.
+    /// Throws stopper::error(STOPPER_ENOMEM), or std::bad_alloc.
+    static source from(std::stop_token token);
+#endif
+
+private:
+    source(native_handle_type s, std::nullptr_t) noexcept : s_(s), flag_(c_api::stopper_flag(s)) {}
+
+    bool join_ns(int64_t ns) {
+        int32_t rc = c_api::stopper_join(s_, ns);
+        if (rc == STOPPER_EDEADLK)
+            detail::fail(rc, "stopper::source::join: called by a worker of this stopper");
+        return rc == STOPPER_OK;
+    }
+
+    native_handle_type s_ = nullptr;
+    const uint8_t *flag_ = nullptr;  // stopper_flag(s_): valid while s_ is held
+    std::shared_ptr<void> keep_;     // keeps a std::stop_token bridge alive (source::from)
+};
+
+#if defined(STOPPER_HPP_HAS_STOP_TOKEN)
+namespace detail {
+
+/// The link made by source::from: a std::stop_callback that stops the stopper, and the
+/// reference that keeps the stopper alive while the std::stop_callback can still fire. Members
+/// are destroyed in reverse order: the std::stop_callback is removed first (waiting for a run in
+/// progress on another thread), then the reference is released.
+struct std_stop_link {
+    struct stop_it {
+        native_handle_type s;
+        void operator()() const noexcept { c_api::stopper_stop(s, STOPPER_REASON_REQUESTED); }
+    };
+    struct reference {
+        native_handle_type s;
+        ~reference() { c_api::stopper_release(s); }
+    };
+
+    std_stop_link(native_handle_type s, std::stop_token token)
+        : held{c_api::stopper_retain(s)}, link(std::move(token), stop_it{s}) {}
+
+    reference held;
+    std::stop_callback<stop_it> link;
+};
+
+}  // namespace detail
+
+inline source source::from(std::stop_token token) {
+    source out;
+    if (token.stop_requested()) {
+        out.stop(STOPPER_REASON_REQUESTED);
+        return out;
+    }
+    if (!token.stop_possible())
+        return out;
+    // Not std::make_shared: in libstdc++ it brings a STB_GNU_UNIQUE symbol (see error::message).
+    out.keep_ = std::shared_ptr<void>(new detail::std_stop_link(out.s_, std::move(token)));
+    return out;
+}
+#endif
+
+// ------------------------------------------------------------------------------------ free functions
+
+/// The calling thread's innermost entered stopper (shared: a new reference), or an empty source.
+inline source current() noexcept { return source::share(c_api::stopper_current()); }
+
+/// Whether the calling thread's innermost entered stopper is stopped (false outside any):
+/// code deep inside a worker can check for a stop without a stopper passed down to it.
+inline bool current_is_set() noexcept { return c_api::stopper_is_set(c_api::stopper_current()); }
+
+namespace detail {
+inline std::optional<std::size_t> wait_any_ns(std::initializer_list<std::reference_wrapper<const source>> list,
+                                              int64_t ns) {
+    std::vector<const c_api::stopper *> raw;
+    raw.reserve(list.size());
+    for (const source &s : list)
+        raw.push_back(s.native());
+    std::size_t which = 0;
+    if (c_api::stopper_wait_any(raw.data(), raw.size(), ns, &which) == STOPPER_STOPPED)
+        return which;
+    return std::nullopt;
+}
+}  // namespace detail
+
+/// Waits until any of `list` is stopped or `timeout` passes. The index of a stopped entry, or
+/// std::nullopt on time-out. Empty sources never stop; only empty sources with no limit give
+/// std::nullopt at once instead of blocking forever.
+template <class Rep, class Period>
+inline std::optional<std::size_t> wait_any(std::initializer_list<std::reference_wrapper<const source>> list,
+                                           const std::chrono::duration<Rep, Period> &timeout) {
+    return detail::wait_any_ns(list, detail::to_ns(timeout, -1));
+}
+
+/// wait_any with no limit.
+inline std::optional<std::size_t> wait_any(std::initializer_list<std::reference_wrapper<const source>> list) {
+    return detail::wait_any_ns(list, -1);
+}
+
+/// Installs, once, the library's do-nothing, non-SA_RESTART handler for `signo`, so the signal
+/// interrupts a blocking system call with EINTR. False when refused (a signal the host already
+/// handles or ignores, SIGKILL, a synchronous signal, out of range).
+inline bool install_signal(int signo) noexcept { return c_api::stopper_install_signal(signo) == STOPPER_OK; }
+
+/// A hook for scope that sends `signo` to the worker thread on a stop (see install_signal),
+/// and again every `repeat` while it is still inside (zero: once).
+template <class Rep = int64_t, class Period = std::nano>
+inline c_api::stopper_hook signal_hook(int signo,
+                                       const std::chrono::duration<Rep, Period> &repeat = std::chrono::nanoseconds(0)) noexcept {
+    c_api::stopper_hook h{};
+    h.fn = &c_api::stopper_hook_signal;
+    h.data = reinterpret_cast<void *>(static_cast<intptr_t>(signo));
+    h.repeat_ns = detail::to_ns(repeat, INT64_MAX);
+    return h;
+}
+
+// ------------------------------------------------------------------------------------ callback
+
+/// Runs a callable once when a stopper stops, on the stopping thread, like std::stop_callback:
+/// registered by the constructor (run at once, on the constructing thread, when the stopper is
+/// already stopped), unregistered by the destructor. When the callable is running on another
+/// thread at that moment, the destructor waits for it to return, so whatever the callable uses
+/// may be destroyed right after; from inside the callable itself it does not wait.
+///
+/// The callable takes `(int32_t reason)` or nothing; it is called as an rvalue, once. It must not
+/// throw: an exception leaving it calls std::terminate with a message (no exception crosses into
+/// the C library). Holds a reference to the stopper. Not copyable, not movable (its address is
+/// registered). With an empty source nothing is registered and the callable never runs.
+///
+///     stopper::callback cb(s, [&] { cv.notify_all(); });          // class template argument
+///     stopper::callback<std::function<void(int32_t)>> cb2(s, f);  // deduction, or name it
+template <class F>
+class callback {
+    static_assert(std::is_invocable_v<F, int32_t> || std::is_invocable_v<F>,
+                  "stopper::callback: the callable must accept (int32_t reason) or no argument");
+
+public:
+    using callback_type = F;
+
+    /// Registers `f` (moved or copied into the callback) to run when `s` stops. Throws
+    /// stopper::error(STOPPER_ENOMEM) when registration fails, and whatever copying `f` throws.
+    template <class G, std::enable_if_t<std::is_constructible_v<F, G>, int> = 0>
+    explicit callback(const source &s, G &&f) : f_(std::forward<G>(f)), s_(s) {
+        if (!s_)
+            return;  // an empty source never stops
+        uint64_t id = 0;
+        int32_t rc = c_api::stopper_on_stop(s_.native(), &callback::trampoline, this, &id);
+        if (rc == STOPPER_OK)
+            id_ = id;
+        else if (rc != STOPPER_STOPPED)  // STOPPED: it already ran, here, on this thread
+            detail::fail(rc, "stopper::callback");
+    }
+
+    /// Unregisters the callable: afterwards it is neither running nor will it ever run.
+    ~callback() {
+        if (id_ != 0)
+            c_api::stopper_unregister(s_.native(), id_);
+    }
+
+    callback(const callback &) = delete;
+    callback &operator=(const callback &) = delete;
+    callback(callback &&) = delete;
+    callback &operator=(callback &&) = delete;
+
+private:
+    static void trampoline(void *self, int32_t reason) noexcept {
+#if defined(STOPPER_HPP_EXCEPTIONS)
+        try {
+            invoke(self, reason);
+        } catch (const std::exception &e) {
+            detail::callable_threw(e.what());
+        } catch (...) {
+            detail::callable_threw(nullptr);
+        }
+#else
+        invoke(self, reason);
+#endif
+    }
+
+    static void invoke(void *self, int32_t reason) {
+        callback *cb = static_cast<callback *>(self);
+        // Nothing of *cb is touched after the call: the callable may destroy its callback.
+        if constexpr (std::is_invocable_v<F, int32_t>)
+            std::invoke(std::move(cb->f_), reason);
+        else
+            std::invoke(std::move(cb->f_));
+    }
+
+    F f_;
+    source s_;
+    uint64_t id_ = 0;
+};
+
+template <class F>
+callback(const source &, F) -> callback<F>;
+
+// ------------------------------------------------------------------------------------ scope
+
+/// Makes the calling thread a worker of a stopper for the scope's lifetime (stopper_enter /
+/// stopper_exit): source::join waits for it, current() and current_is_set() see it, and a hook
+/// (for example signal_hook) interrupts it on a stop. Entering a stopped stopper is allowed
+/// (the thread is inside all the same; stopped_on_entry() says so). Must end on the thread that
+/// made it, innermost first (automatic for a local variable). Not copyable, not movable.
+class scope {
+public:
+    /// Enters `s` without a hook. Throws stopper::error: STOPPER_EINVAL for an empty source,
+    /// STOPPER_ENOMEM.
+    explicit scope(const source &s) : scope(s, nullptr) {}
+
+    /// Enters `s` with an interrupt hook (copied by the library).
+    scope(const source &s, const c_api::stopper_hook &hook) : scope(s, &hook) {}
+
+    ~scope() { c_api::stopper_exit(s_.native()); }
+
+    /// True when the stopper was already stopped when this scope entered it.
+    bool stopped_on_entry() const noexcept { return stopped_on_entry_; }
+
+    /// The stopper this scope entered.
+    const source &get_source() const noexcept { return s_; }
+
+    scope(const scope &) = delete;
+    scope &operator=(const scope &) = delete;
+    scope(scope &&) = delete;
+    scope &operator=(scope &&) = delete;
+
+private:
+    scope(const source &s, const c_api::stopper_hook *hook) : s_(s) {
+        if (!s_)
+            detail::fail(STOPPER_EINVAL, "stopper::scope: empty source");
+        int32_t rc = c_api::stopper_enter(s_.native(), hook);
+        if (rc < 0)
+            detail::fail(rc, "stopper::scope");
+        stopped_on_entry_ = (rc == STOPPER_STOPPED);
+    }
+
+    source s_;
+    bool stopped_on_entry_ = false;
+};
+
+// ------------------------------------------------------------------------------------ thread
+
+/// A std::jthread whose worker runs inside a stopper: the new thread enters the stopper before
+/// the constructor returns (so source::join and stopper_join wait for it), runs the callable,
+/// and exits the stopper when the callable returns. The destructor stops the stopper and joins
+/// the thread. The callable takes `(stopper::source, args...)` (by value or const&) when it can,
+/// else `(args...)`; arguments are copied or moved into the thread, as by std::thread. An
+/// exception leaving the callable calls std::terminate, as with std::thread.
+///
+/// Several threads may share one source; then stopping any of them stops them all.
+class thread {
+public:
+    using id = std::thread::id;
+    using native_handle_type = std::thread::native_handle_type;
+
+    /// No thread.
+    thread() noexcept : s_(nullptr) {}
+
+    /// A new thread with its own new stopper, like std::jthread. Throws stopper::error
+    /// (out of memory) or std::system_error (the thread could not start).
+    template <class F, class... Args,
+              std::enable_if_t<!std::is_same_v<std::decay_t<F>, source> && !std::is_same_v<std::decay_t<F>, thread>, int> = 0>
+    explicit thread(F &&f, Args &&...args) : thread(source(), std::forward<F>(f), std::forward<Args>(args)...) {}
+
+    /// A new thread that is a worker of `s`. Throws stopper::error (STOPPER_EINVAL for an empty
+    /// source, or the status of a failed enter) or std::system_error (the thread could not start).
+    template <class F, class... Args>
+    thread(const source &s, F &&f, Args &&...args) : s_(s) {
+        using G = std::decay_t<F>;
+        static_assert(std::is_invocable_v<G, source &, std::decay_t<Args>...> ||
+                          std::is_invocable_v<G, std::decay_t<Args>...>,
+                      "stopper::thread: the callable must accept (stopper::source, args...) or (args...)");
+        if (!s_)
+            detail::fail(STOPPER_EINVAL, "stopper::thread: empty source");
+        detail::start_gate gate;
+        t_ = std::thread(&thread::run<G, std::decay_t<Args>...>, s_, &gate, std::forward<F>(f),
+                         std::forward<Args>(args)...);
+        std::unique_lock<std::mutex> lock(gate.m);
+        gate.cv.wait(lock, [&gate] { return gate.done; });
+        if (gate.rc < 0) {
+            lock.unlock();
+            t_.join();
+            detail::fail(gate.rc, "stopper::thread: could not enter the stopper");
+        }
+    }
+
+    /// Stops the stopper and joins the thread, if it is joinable.
+    ~thread() { stop_and_join(); }
+
+    thread(const thread &) = delete;
+    thread &operator=(const thread &) = delete;
+
+    thread(thread &&o) noexcept = default;
+
+    /// Stops and joins the thread this one held (if joinable), then takes `o`'s.
+    thread &operator=(thread &&o) noexcept {
+        if (this != &o) {
+            stop_and_join();
+            s_ = std::move(o.s_);
+            t_ = std::move(o.t_);
+        }
+        return *this;
+    }
+
+    void swap(thread &o) noexcept {
+        s_.swap(o.s_);
+        t_.swap(o.t_);
+    }
+    friend void swap(thread &a, thread &b) noexcept { a.swap(b); }
+
+    bool joinable() const noexcept { return t_.joinable(); }
+
+    /// Waits for the thread to finish (without stopping it). Throws std::system_error as
+    /// std::thread::join does (not joinable, or called by the thread itself).
+    void join() { t_.join(); }
+
+    /// Lets the thread run on its own; it stays a worker of the stopper until it returns, so
+    /// source::join still waits for it.
+    void detach() { t_.detach(); }
+
+    /// Stops the stopper (reason STOPPER_REASON_REQUESTED). True when this call stopped it.
+    bool request_stop() noexcept { return s_.stop(); }
+
+    /// The stopper this thread works in (a shared copy; empty for a default-made thread).
+    source get_source() const noexcept { return s_; }
+
+    id get_id() const noexcept { return t_.get_id(); }
+    native_handle_type native_handle() { return t_.native_handle(); }
+
+private:
+    void stop_and_join() noexcept {
+        if (t_.joinable()) {
+            s_.stop();
+            t_.join();
+        }
+    }
+
+    template <class G, class... A>
+    static void run(source s, detail::start_gate *gate, G g, A... args) {
+        int32_t rc = c_api::stopper_enter(s.native(), nullptr);
+        {
+            std::lock_guard<std::mutex> lock(gate->m);
+            gate->rc = rc;
+            gate->done = true;
+            gate->cv.notify_one();
+        }  // the constructor may return from here on: gate is gone
+        if (rc < 0)
+            return;
+        struct exit_at_end {
+            c_api::stopper *p;
+            ~exit_at_end() { c_api::stopper_exit(p); }
+        } guard{s.native()};
+        if constexpr (std::is_invocable_v<G, source &, A...>)
+            std::invoke(std::move(g), s, std::move(args)...);
+        else
+            std::invoke(std::move(g), std::move(args)...);
+    }
+
+    source s_;
+    std::thread t_;
+};
+
+}  // namespace stopper
+
+#endif  // STOPPER_HPP

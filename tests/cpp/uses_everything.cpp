@@ -1,0 +1,33 @@
+// Compiled into a shared object by run_all.sh, which checks that it has no STB_GNU_UNIQUE
+// symbol: such a symbol makes a plugin using stopper.hpp impossible to unload with dlclose.
+#include <stopper.hpp>
+
+#include <signal.h>
+
+extern "C" __attribute__((visibility("default"))) int uses_everything(stopper::stopper *p) {
+    using namespace std::chrono_literals;
+    try {
+        stopper::source s = stopper::source::share(p);
+        stopper::source c = s.child();
+        stopper::source l = stopper::source::linked({s, c});
+        stopper::callback cb(s, [](int32_t) {});
+        stopper::callback cb2(c, [] {});
+        stopper::scope in(l, stopper::signal_hook(SIGUSR2, 10ms));
+        stopper::thread t(s, [](stopper::source w) { w.wait(1s); });
+        stopper::thread u([] {});
+        s.stop_after(1s);
+        s.cancel_stop_after();
+        (void)s.remaining();
+        (void)stopper::wait_any({s, c}, 1ms);
+        (void)stopper::current_is_set();
+        (void)s.fd();
+#if defined(STOPPER_HPP_HAS_STOP_TOKEN)
+        std::stop_source ss;
+        stopper::source b = stopper::source::from(ss.get_token());
+        (void)b.is_set();
+#endif
+        return s.wait(1ms) ? 1 : 0;
+    } catch (const stopper::error &e) {
+        return e.code();
+    }
+}
