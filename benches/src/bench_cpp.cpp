@@ -1,0 +1,160 @@
+// bench_cpp: the C++ wrapper (bindings/cpp/stopper.hpp) against std::stop_source /
+// std::stop_callback / std::stop_token, and against the C calls it wraps.
+//
+//   bench_cpp [--scale F] [--rounds R] [is_set|source|callback...]
+//
+// A separate program from bench_core because a C++ file includes either stopper.hpp or
+// stopper.h, never both (the wrapper's namespace `stopper` and the C type `stopper` would
+// collide); the C calls are reached here as stopper::c_api::*. Built only when the header
+// exists and compiles (see the Makefile).
+
+#include "bench_pair.hpp"
+
+#include "stopper.hpp"
+
+#include <stop_token>
+#include <thread>
+
+namespace {
+
+using bench::escape;
+using bench::escape_ptr;
+using bench::iters;
+using bench::run_pair;
+namespace c = stopper::c_api;
+
+[[noreturn]] void die(const char *what) { bench::die("bench_cpp", what); }
+
+void count_cb(void *user_data, int32_t) { ++*static_cast<long *>(user_data); }
+
+struct CountFn {
+    long *p;
+    void operator()() const noexcept { ++*p; }
+};
+
+void bench_is_set()
+{
+    stopper::source s;
+    std::stop_source src;
+    std::stop_token tok = src.get_token();
+    run_pair(
+        "cpp_is_set", iters(2e7),
+        [&](long n) {
+            long k = 0;
+            for (long i = 0; i < n; i++)
+                if (s.is_set())
+                    k++;
+            escape(k);
+        },
+        [&](long n) {
+            long k = 0;
+            for (long i = 0; i < n; i++)
+                if (tok.stop_requested())
+                    k++;
+            escape(k);
+        });
+}
+
+void bench_source()
+{
+    run_pair(
+        "cpp_source", iters(1e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::source s;
+                escape(s);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                std::stop_source src;
+                escape(src);
+            }
+        });
+    run_pair(
+        "cpp_source_vs_c", iters(1e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::source s;
+                escape(s);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                c::stopper *s = c::stopper_new();
+                escape_ptr(s);
+                c::stopper_release(s);
+            }
+        });
+}
+
+void bench_callback()
+{
+    long counter = 0;
+    stopper::source s;
+    std::stop_source src;
+    std::stop_token tok = src.get_token();
+    run_pair(
+        "cpp_callback", iters(2e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::callback cb(s, CountFn{&counter});
+                escape(cb);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                std::stop_callback cb(tok, CountFn{&counter});
+                escape(cb);
+            }
+        });
+    c::stopper *cs = s.native();
+    bool failed = false;
+    run_pair(
+        "cpp_callback_vs_c", iters(2e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::callback cb(s, CountFn{&counter});
+                escape(cb);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                uint64_t id = 0;
+                if (c::stopper_on_stop(cs, count_cb, &counter, &id) != STOPPER_OK ||
+                    c::stopper_unregister(cs, id) != STOPPER_OK)
+                    failed = true;
+            }
+        });
+    if (failed || counter != 0)
+        die("callback register/unregister misbehaved");
+    // and one that runs: the wrapper's callback must fire on stop
+    {
+        stopper::source t;
+        stopper::callback cb(t, CountFn{&counter});
+        t.stop();
+        if (counter != 1)
+            die("a stopper::callback did not run on stop");
+    }
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (!bench::parse_args(argc, argv)) {
+        std::fprintf(stderr, "usage: bench_cpp [--scale F] [--rounds R] [is_set|source|callback...]\n");
+        return 2;
+    }
+    std::printf("{\"kind\":\"meta\",\"program\":\"bench_cpp\",\"rounds\":%d,\"scale\":%g}\n", bench::g_rounds,
+                bench::g_scale);
+    // a threaded process, like bench_core
+    std::thread([] {}).join();
+    if (bench::want("is_set"))
+        bench_is_set();
+    if (bench::want("source"))
+        bench_source();
+    if (bench::want("callback"))
+        bench_callback();
+    return 0;
+}
