@@ -78,6 +78,8 @@ static EPOCH: AtomicU32 = AtomicU32::new(0);
 /// Signals received for `stop_on_signal` and not yet handled (bit n = signal n).
 static SIGNALS_PENDING: AtomicU64 = AtomicU64::new(0);
 static AFTER_FORK: AtomicBool = AtomicBool::new(false);
+/// Handles of service threads that belonged to a parent process (see `fork_child`).
+static ABANDONED: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 static ATFORK: Once = Once::new();
 
 fn lock() -> MutexGuard<'static, State> {
@@ -301,8 +303,11 @@ fn fork_parent() {
 fn fork_child() {
     let _ = FORK_GUARD.try_with(|f| {
         if let Some(mut g) = f.borrow_mut().take() {
-            // The thread did not come along: forget it (its handle names a thread of the parent).
-            std::mem::forget(g.thread.take());
+            // The thread did not come along: its handle names a thread of the parent, so it
+            // must never be joined or detached here. Park it for good (reachable, not leaked).
+            if let Some(h) = g.thread.take() {
+                ABANDONED.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+            }
             g.running = false;
             g.busy = false;
             if g.has_work() {

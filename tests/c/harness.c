@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -205,6 +206,8 @@ typedef struct running {
     int64_t t0;
 } running;
 
+static running *run;
+
 static int64_t wall_limit_ns(const test_case *t) { return (int64_t)t->timeout_s * h_slow * 1000000000LL; }
 
 static void run_child(const test_case *t, int out_fd) {
@@ -212,6 +215,11 @@ static void run_child(const test_case *t, int out_fd) {
         dup2(out_fd, 1);
         dup2(out_fd, 2);
         close(out_fd);
+    }
+    /* a test starts with descriptors 0-2 only (not the output files of tests running beside it) */
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) close(fd);
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     alarm((unsigned)(t->timeout_s * h_slow));
@@ -277,7 +285,7 @@ int main(int argc, char **argv) {
         return failed ? 1 : 0;
     }
 
-    running *run = calloc((size_t)jobs, sizeof *run);
+    run = calloc((size_t)jobs, sizeof *run); /* a static: still reachable in the children */
     int active = 0, next = 0;
     for (;;) {
         while (active < jobs && next < n_tests) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -689,5 +690,52 @@ TEST_T(callback_churn_stays_flat, 60) {
     CHECK_EQ(bad, 0);
     h_note("%d register+unregister: RSS %ld KiB -> %ld KiB", total, before / 1024, after / 1024);
     if (h_slow == 1) CHECK(after - before < 4L * 1024 * 1024);
+    stopper_release(s);
+}
+
+/* ================================================================== bad input, Processes section
+   (only argument checking here: the behaviour of these functions is tested elsewhere) */
+
+TEST(process_functions_bad_args) {
+    const char *bad_names[] = {"", ".", "..", "a/b", "/abs", "sp ace", "t\xc3\xa9st", "new\nline"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+        errno = 0;
+        stopper *s = stopper_open_shared(bad_names[i]);
+        if (s != NULL || errno != EINVAL)
+            h_fail(__FILE__, __LINE__, "open_shared(\"%s\"): %p errno %d, want NULL/EINVAL", bad_names[i], (void *)s, errno);
+        if (s) stopper_release(s);
+        CHECK_ST(stopper_unlink_shared(bad_names[i]), STOPPER_EINVAL);
+    }
+    char longname[202];
+    memset(longname, 'a', 201);
+    longname[201] = 0;
+    errno = 0;
+    CHECK(stopper_open_shared(longname) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    CHECK_ST(stopper_unlink_shared(longname), STOPPER_EINVAL);
+    errno = 0;
+    CHECK(stopper_open_shared(NULL) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    CHECK_ST(stopper_unlink_shared(NULL), STOPPER_EINVAL);
+    char missing[64];
+    snprintf(missing, sizeof missing, "stopper-ctest-missing-%d", (int)getpid());
+    errno = 0;
+    CHECK_ST(stopper_unlink_shared(missing), STOPPER_EOS);
+    CHECK_EQ(errno, ENOENT);
+
+    stopper *s = stopper_new();
+    REQUIRE(s);
+    CHECK_ST(stopper_watch_process(NULL, (int32_t)getpid(), 0), STOPPER_EINVAL);
+    CHECK_ST(stopper_watch_process(s, 0, 0), STOPPER_EINVAL);
+    CHECK_ST(stopper_watch_process(s, -1, 0), STOPPER_EINVAL);
+    CHECK_ST(stopper_watch_process(s, INT32_MIN, -1), STOPPER_EINVAL);
+    CHECK_ST(stopper_stop_on_signal(NULL, SIGUSR2), STOPPER_EINVAL);
+    const int bad_signals[] = {0, -1, NSIG, 1000, SIGKILL, SIGSTOP};
+    for (size_t i = 0; i < sizeof bad_signals / sizeof *bad_signals; i++) {
+        int32_t st = stopper_stop_on_signal(s, bad_signals[i]);
+        if (st != STOPPER_EINVAL)
+            h_fail(__FILE__, __LINE__, "stop_on_signal(s, %d): %s (%d), want EINVAL", bad_signals[i], st_name(st), st);
+    }
+    CHECK(!stopper_is_set(s)); /* nothing above stopped it */
     stopper_release(s);
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <unistd.h>
 
@@ -278,5 +279,40 @@ TEST(wait_fd_on_its_own_stopper_fd) {
     CHECK(rev & POLLIN);
     delayed_stop_join(&d);
     stopper_release(other);
+    stopper_release(s);
+}
+
+TEST(fd_creation_failure_is_eos_with_errno) {
+    stopper *s = stopper_new();
+    REQUIRE(s);
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    struct rlimit old;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    int highest = p[0] > p[1] ? p[0] : p[1];
+    struct rlimit low = {(rlim_t)highest + 1, old.rlim_max}; /* no descriptor left to create */
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    errno = 0;
+    int fd = stopper_fd(s);
+    int err = errno;
+    int16_t rev = 77;
+    errno = 0;
+    int32_t st = stopper_wait_fd(s, p[0], POLLIN, MS(20), &rev);
+    int err2 = errno;
+    setrlimit(RLIMIT_NOFILE, &old);
+    CHECK_ST(fd, STOPPER_EOS);
+    CHECK_EQ(err, EMFILE);
+    /* wait_fd needs the stopper's descriptor: it reports the failure (or, if it managed
+       without one, times out normally); never a crash or a hang */
+    CHECK(st == STOPPER_EOS || st == STOPPER_TIMEDOUT);
+    if (st == STOPPER_EOS) CHECK_EQ(err2, EMFILE);
+    CHECK_EQ(rev, 77);
+    /* with descriptors available again, it works */
+    fd = stopper_fd(s);
+    CHECK(fd >= 0);
+    stopper_stop(s, 0);
+    CHECK_ST(stopper_wait_fd(s, p[0], POLLIN, -1, NULL), STOPPER_STOPPED);
+    close(p[0]);
+    close(p[1]);
     stopper_release(s);
 }

@@ -357,7 +357,7 @@ TEST(spawned_worker_keeps_its_stopper_alive) {
     CHECK_ST(stopper_spawn(s, spawned_release, NULL), STOPPER_OK);
     stopper_release(s); /* the worker's reference keeps s alive until it exits */
     sleep_ns(MS(100));
-    CHECK(WAIT_UNTIL(task_count() == 1, MS(3000)));
+    CHECK(WAIT_UNTIL_RAW(task_count() == 1, MS(5000)));
 }
 
 /* ---- hooks: the first delivery */
