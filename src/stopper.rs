@@ -126,7 +126,7 @@ impl Drop for Inner {
         }
         // Unlink from the parents, so that a long-lived parent does not keep an entry per
         // child ever created.
-        let slow = self.lock().take();
+        let slow = self.slow.get_mut().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut slow) = slow {
             for (parent, id) in slow.parents.drain(..) {
                 parent.lock().as_mut().map(|p| p.children.remove(id));
