@@ -238,35 +238,39 @@ impl Inner {
 
     /// Records the stop; true for the call that stopped it.
     pub(crate) fn stop(self: &Arc<Self>, reason: i32) -> bool {
-        let cell = self.cell();
-        if cell.reason.compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            // Another stop won; it publishes the flag within a few instructions. Return only
-            // once the flag is visible, so "0 = already stopped" is true when we say it.
-            let mut spins = 0u32;
-            while !self.is_set() {
-                spins += 1;
-                if spins < 64 {
-                    crate::sync::spin_loop();
-                } else if spins < 20_000 {
-                    crate::sync::yield_now();
-                } else {
-                    // The winner vanished between its two steps (only possible for a shared
-                    // stopper whose process was killed there): finish its stop for it.
-                    self.publish_stop();
-                }
-            }
-            if self.is_shared() {
-                // The winner may be another process: our own side must be done on return.
-                Arc::clone(self).run_stop_actions(cell.reason.load(Ordering::Acquire));
-            }
-            return false;
-        }
-        self.publish_stop();
+        let won = self.claim(reason);
         // A callback may release the caller's last reference: keep the stopper alive until
-        // the stop is complete.
-        let keep = Arc::clone(self);
-        keep.run_stop_actions(reason);
-        true
+        // the stop is complete. A loser only runs them for a shared stopper, whose winner may
+        // be another process: our own side must be done on return.
+        if won || self.is_shared() {
+            let keep = Arc::clone(self);
+            keep.run_stop_actions(self.cell().reason.load(Ordering::Acquire));
+        }
+        won
+    }
+
+    /// Decides the winner (compare-and-swap on the reason) and publishes the flag. A loser
+    /// returns false only once the flag is visible, so "0 = already stopped" is true when said.
+    fn claim(&self, reason: i32) -> bool {
+        let cell = self.cell();
+        if cell.reason.compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.publish_stop();
+            return true;
+        }
+        let mut spins = 0u32;
+        while !self.is_set() {
+            spins += 1;
+            if spins < 64 {
+                crate::sync::spin_loop();
+            } else if spins < 20_000 {
+                crate::sync::yield_now();
+            } else {
+                // The winner vanished between its two steps (only possible for a shared
+                // stopper whose process was killed there): finish its stop for it.
+                self.publish_stop();
+            }
+        }
+        false
     }
 
     /// Sets the flag (the reason is recorded) and wakes the futex sleepers.
@@ -451,16 +455,20 @@ impl Inner {
         status
     }
 
-    /// Called by the service thread when deadline `id` comes due.
+    /// Called by the service thread when deadline `id` comes due. The stop is claimed under
+    /// the lock, so a disarm racing with the fire either wins (no stop) or sees the stop.
     pub(crate) fn deadline_fired(self: &Arc<Self>, id: u64, reason: i32) {
-        {
+        let won = {
             let mut g = self.lock_slow();
             match g.deadline {
                 Some((_, armed)) if armed == id => g.deadline = None,
                 _ => return, // re-armed or disarmed meanwhile
             }
+            self.claim(reason)
+        };
+        if won {
+            Arc::clone(self).run_stop_actions(reason);
         }
-        self.stop(reason);
     }
 
     /// Nanoseconds to the earliest deadline of this stopper and its ancestors.
