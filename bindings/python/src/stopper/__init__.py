@@ -1,0 +1,65 @@
+"""stopper: stop Python threads safely and at once.
+
+A :class:`Stopper` is a one-way stop flag whose waits wake the moment it is stopped, with
+children, deadlines, callbacks, a file descriptor for event loops, and worker join.
+:class:`StoppableThread` is the Cookbook's stoppable thread done right (``join`` = stop + join,
+and optionally an exception raised into the thread on stop); :func:`timeout` bounds a block;
+:class:`Channel` is a queue whose ``get``/``put`` end on a stop instead of polling.
+
+The work is done by the native library libstopper (Rust, C ABI), loaded with ctypes.
+"""
+
+from __future__ import annotations
+
+from . import _native
+from ._channel import Channel
+from ._core import StopHandle, Stopper, current, timeout, wait_any
+from ._errors import ChannelClosed, StopRequested, Timeout
+from ._native import StopperError
+from ._thread import StoppableThread
+
+__version__ = "0.1.0"
+
+#: Reason recorded by ``stop()`` with reason 0.
+REASON_REQUESTED = _native.REASON_REQUESTED
+#: Reason recorded by a deadline (``stop_after``, ``timeout``).
+REASON_DEADLINE = _native.REASON_DEADLINE
+#: Reason recorded by a stop on a process signal.
+REASON_SIGNAL = _native.REASON_SIGNAL
+
+
+def library_version() -> str:
+    """The version of the loaded libstopper (``stopper_version()``)."""
+    return _native.version()
+
+
+def library_path() -> str:
+    """Where the loaded libstopper was found."""
+    return _native.LIBRARY_PATH
+
+
+def thread_id() -> int:
+    """The calling thread's id as the library's hooks receive it (== threading.get_ident())."""
+    return int(_native.stopper_thread_id())
+
+
+__all__ = [
+    "Stopper",
+    "StopHandle",
+    "StoppableThread",
+    "Channel",
+    "current",
+    "wait_any",
+    "timeout",
+    "StopRequested",
+    "Timeout",
+    "ChannelClosed",
+    "StopperError",
+    "REASON_REQUESTED",
+    "REASON_DEADLINE",
+    "REASON_SIGNAL",
+    "library_version",
+    "library_path",
+    "thread_id",
+    "__version__",
+]

@@ -1,0 +1,61 @@
+"""Shared helpers for the stopper Python suite (tests the *installed* package)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import stopper
+
+# The installed package must be under test, not a source tree.
+assert "site-packages" in stopper.__file__, stopper.__file__
+
+
+def run_python(code, timeout=20, env=None):
+    """Runs ``code`` in a fresh interpreter; returns (returncode, stdout, stderr)."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+    )
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture
+def hook_errors(monkeypatch):
+    """Collects what threading.excepthook would report."""
+    seen = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    return seen
+
+
+def later(delay, fn, *args):
+    """Calls fn(*args) on a new thread after ``delay`` seconds; returns the thread."""
+    def go():
+        time.sleep(delay)
+        fn(*args)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_scope():
+    """Every test leaves the main thread outside any stopper."""
+    yield
+    from stopper import _core
+
+    st = _core._state()
+    assert stopper.current() is None
+    assert not st.stack
+    assert st.delivered_by is None and st.deferred is None and not st.clear_for
