@@ -75,6 +75,20 @@ fn install_with(signo: i32, flags: libc::c_int) -> Status {
     }
 }
 
+/// Puts back the default disposition of every signal whose handler is still the library's:
+/// run when the library is unloaded, so a later signal never jumps into unmapped code.
+pub(crate) fn uninstall_all() {
+    let _g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let installed = INSTALLED.swap(0, Ordering::AcqRel);
+    STOP_SIGNALS.store(0, Ordering::Release);
+    let ours = sys::noop_handler_address();
+    for signo in 1..64 {
+        if installed & (1u64 << signo) != 0 && sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == ours) {
+            let _ = sys::sigaction_set(signo, libc::SIG_DFL, 0);
+        }
+    }
+}
+
 /// Stops `stopper` with `REASON_SIGNAL` when the process receives `signo`. The handler only
 /// does async-signal-safe work; the stop, with its callbacks, runs on the service thread. The
 /// same rules as [`install`] decide which signals may be used. The stopper is kept alive until

@@ -208,9 +208,11 @@ pub(crate) fn put<T>(out: *mut T, v: T) {
 }
 
 /// Called by the dynamic loader when the library is unloaded (dlclose) or the process exits:
-/// joins the idle service thread, so no thread keeps running the library's code.
+/// joins the idle service thread, so no thread keeps running the library's code, and gives
+/// back the signals whose handler is the library's (a signal must never reach unmapped code).
 extern "C" fn stopper_on_unload() {
     crate::service::shutdown();
+    crate::signal::uninstall_all();
 }
 
 #[used]
