@@ -19,7 +19,7 @@ export STOPPER_PYTHON := $(STOPPER_VENV)/bin/python
 RELEASE_SO := target/release/libstopper.so
 LIB_SO     := build/lib/libstopper.so.$(VERSION)
 
-.PHONY: test-unload check-loom test-loom bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
+.PHONY: test-install test-unload check-loom test-loom bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
         install uninstall clean venv check-header
 
 all: build
@@ -59,7 +59,7 @@ $(STOPPER_VENV)/.ok: bindings/python/requirements-dev.txt
 	@touch $@
 
 # ---------------------------------------------------------------- tests
-test: test-rust test-loom test-header test-c test-cpp test-python test-unload bench-smoke
+test: test-rust test-loom test-header test-c test-cpp test-python test-unload test-install bench-smoke
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -76,6 +76,10 @@ test-cpp: lib
 
 test-python: lib venv
 	$(MAKE) -C tests/python test
+
+# `make install` into a temporary prefix; programs built through pkg-config only.
+test-install: lib
+	$(MAKE) -C tests/install test
 
 # A host without libstopper loads and unloads a plugin that uses it: nothing may remain.
 test-unload: lib
@@ -130,6 +134,6 @@ clean:
 	$(CARGO) clean
 	rm -rf build
 	rm -rf target/loom
-	-for d in tests/header tests/c tests/cpp tests/python tests/unload examples/c examples/python examples/cpp \
+	-for d in tests/header tests/c tests/cpp tests/python tests/unload tests/install examples/c examples/python examples/cpp \
 	          examples/plugin-host benches; do \
 	    [ -f $$d/Makefile ] && $(MAKE) -C $$d clean; done
