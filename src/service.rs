@@ -161,8 +161,11 @@ pub fn thread_running() -> bool {
     lock().running
 }
 
-/// Restarts the thread in a forked child that inherited pending timers.
+/// Restarts, in a forked child, the threads the parent had and the child needs: this one when
+/// timers were inherited, the shared-stopper watcher when shared stoppers were. Called on the
+/// paths that depend on them (waits, deadlines, registrations): one relaxed load otherwise.
 pub(crate) fn after_fork_check() {
+    crate::shared::after_fork_check();
     if AFTER_FORK.load(Ordering::Relaxed) {
         let mut st = lock();
         AFTER_FORK.store(false, Ordering::Relaxed);
@@ -172,8 +175,13 @@ pub(crate) fn after_fork_check() {
     }
 }
 
-fn ensure_thread(st: &mut State) -> Result<(), Status> {
+/// Registers the fork handlers (once): called before the first thread of the library starts.
+pub(crate) fn register_fork_handlers() {
     ATFORK.call_once(|| sys::at_fork(fork_prepare, fork_parent, fork_child));
+}
+
+fn ensure_thread(st: &mut State) -> Result<(), Status> {
+    register_fork_handlers();
     AFTER_FORK.store(false, Ordering::Relaxed);
     if st.running || st.quit {
         return Ok(());
@@ -285,19 +293,22 @@ pub fn shutdown() {
     }
 }
 
-// Fork handling: hold the service lock across fork so the child never inherits it locked by
-// a thread that does not exist there.
+// Fork handling: hold the library's process-wide locks across fork (shared stoppers' first,
+// then the service's) so the child never inherits one locked by a thread that does not exist
+// there, and mark the threads that did not come along.
 thread_local! {
     static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, State>>> = const { std::cell::RefCell::new(None) };
 }
 
 fn fork_prepare() {
+    crate::shared::fork_prepare();
     let g = lock();
     let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
 }
 
 fn fork_parent() {
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
+    crate::shared::fork_parent();
 }
 
 fn fork_child() {
@@ -306,7 +317,7 @@ fn fork_child() {
             // The thread did not come along: its handle names a thread of the parent, so it
             // must never be joined or detached here. Park it for good (reachable, not leaked).
             if let Some(h) = g.thread.take() {
-                ABANDONED.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+                abandon(h);
             }
             g.running = false;
             g.busy = false;
@@ -315,4 +326,10 @@ fn fork_child() {
             }
         }
     });
+    crate::shared::fork_child();
+}
+
+/// Keeps a thread handle that belonged to the parent process, for good (see `fork_child`).
+pub(crate) fn abandon(h: JoinHandle<()>) {
+    ABANDONED.lock().unwrap_or_else(|e| e.into_inner()).push(h);
 }

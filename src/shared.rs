@@ -263,15 +263,56 @@ pub(crate) fn forget(inner: *const Inner) {
     watcher::forget(inner);
 }
 
+/// The watcher did not come along into a forked child: set when it must be restarted there.
+static WATCHER_AFTER_FORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+thread_local! {
+    static FORK_GUARDS: std::cell::RefCell<Option<(std::sync::MutexGuard<'static, Vec<Registered>>, std::sync::MutexGuard<'static, watcher::State>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+pub(crate) fn fork_prepare() {
+    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let st = watcher::lock();
+    let _ = FORK_GUARDS.try_with(|f| *f.borrow_mut() = Some((reg, st)));
+}
+
+pub(crate) fn fork_parent() {
+    let _ = FORK_GUARDS.try_with(|f| f.borrow_mut().take());
+}
+
+pub(crate) fn fork_child() {
+    let _ = FORK_GUARDS.try_with(|f| {
+        if let Some((reg, mut st)) = f.borrow_mut().take() {
+            if let Some(h) = st.thread.take() {
+                crate::service::abandon(h);
+            }
+            st.running = false;
+            if !st.list.is_empty() {
+                WATCHER_AFTER_FORK.store(true, Ordering::Relaxed);
+            }
+            drop(st);
+            drop(reg);
+        }
+    });
+}
+
+/// In a forked child that inherited open shared stoppers: start this process's watcher.
+pub(crate) fn after_fork_check() {
+    if WATCHER_AFTER_FORK.swap(false, Ordering::Relaxed) {
+        watcher::restart();
+    }
+}
+
 /// One thread per process waiting on every open shared stopper's word with `futex_waitv`.
 mod watcher {
     use super::*;
 
     #[derive(Default)]
-    struct State {
-        list: Vec<(*const Inner, Weak<Inner>)>,
-        running: bool,
-        thread: Option<JoinHandle<()>>,
+    pub(crate) struct State {
+        pub(super) list: Vec<(*const Inner, Weak<Inner>)>,
+        pub(super) running: bool,
+        pub(super) thread: Option<JoinHandle<()>>,
     }
 
     // SAFETY: the raw pointers are only compared, never dereferenced.
@@ -286,20 +327,40 @@ mod watcher {
         sys::futex_wake_all(&EPOCH, false);
     }
 
+    pub(super) fn lock() -> std::sync::MutexGuard<'static, State> {
+        STATE.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn watch(inner: &Arc<Inner>) {
-        let mut st = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        crate::service::register_fork_handlers();
+        let mut st = lock();
         st.list.push((Arc::as_ptr(inner), Arc::downgrade(inner)));
-        if !st.running {
-            if let Some(h) = st.thread.take() {
-                let _ = h.join();
-            }
-            if let Ok(h) = std::thread::Builder::new().name("stopper-watch".into()).stack_size(256 * 1024).spawn(run) {
-                st.running = true;
-                st.thread = Some(h);
-            }
+        ensure_running(&mut st);
+        drop(st);
+        kick();
+    }
+
+    /// Starts the watcher again (a forked child) if shared stoppers are open.
+    pub(super) fn restart() {
+        let mut st = lock();
+        if !st.list.is_empty() {
+            ensure_running(&mut st);
         }
         drop(st);
         kick();
+    }
+
+    fn ensure_running(st: &mut State) {
+        if st.running {
+            return;
+        }
+        if let Some(h) = st.thread.take() {
+            let _ = h.join();
+        }
+        if let Ok(h) = std::thread::Builder::new().name("stopper-watch".into()).stack_size(256 * 1024).spawn(run) {
+            st.running = true;
+            st.thread = Some(h);
+        }
     }
 
     pub(super) fn forget(inner: *const Inner) {

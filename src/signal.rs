@@ -100,14 +100,13 @@ pub fn stop_on_signal(stopper: &crate::Stopper, signo: i32) -> Status {
     if stopper.is_set() {
         return Status::Stopped;
     }
-    // Mark it a stop signal before the handler can run for it.
-    STOP_SIGNALS.fetch_or(1u64 << signo, Ordering::AcqRel);
     // A stop signal restarts interrupted system calls (the stop reaches waiters through the
     // stopper itself); if the library already installed it as an interrupt, it stays one.
     let st = install_with(signo, libc::SA_RESTART);
     if st != Status::Ok {
-        return st;
+        return st; // refused: not marked as a stop signal either
     }
+    STOP_SIGNALS.fetch_or(1u64 << signo, Ordering::AcqRel);
     match crate::service::add_signal_stop(signo, std::sync::Arc::clone(&stopper.inner)) {
         Ok(()) => Status::Ok,
         Err(s) => s,

@@ -344,6 +344,7 @@ impl Inner {
 
     /// Registers a callback; gives it back when already stopped (the caller runs it inline).
     pub(crate) fn register(&self, action: Action) -> Result<u64, Action> {
+        service::after_fork_check();
         let mut g = self.lock_slow();
         if self.is_set() {
             return Err(action);

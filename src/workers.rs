@@ -88,6 +88,7 @@ impl Stopper {
     }
 
     fn enter_impl(&self, hook: Option<Hook>, from_spawn: bool) -> Status {
+        service::after_fork_check();
         let tid = crate::sync::thread_key();
         let (key, stopped) = {
             let mut g = self.inner.lock_slow();

@@ -94,6 +94,33 @@ fn child_entry() {
                 && *on.lock().unwrap() == "stopper-service";
             i32::from(!ok)
         }
+        // Open shared stoppers (so this process has a watcher), fork, and in the forked child
+        // register a callback on one of them; this process stops it; the forked child must see
+        // its own callback run (its watcher did not come along with the fork).
+        "fork-watch" => {
+            let a = open_shared(&format!("{arg}-a")).unwrap();
+            let b = open_shared(&format!("{arg}-b")).unwrap();
+            // SAFETY: the forked child only uses the library and exits with _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let done = Stopper::new();
+                let d = done.clone();
+                b.on_stop(move |_| {
+                    d.stop(0);
+                })
+                .forget();
+                let ok = done.wait(Some(Duration::from_secs(10))) == Wait::Stopped;
+                // SAFETY: leaving the forked child without running the harness's exit path.
+                unsafe { libc::_exit(i32::from(!ok)) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            b.stop(0);
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            drop(a);
+            i32::from(!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0))
+        }
         other => panic!("unknown child mode {other}"),
     };
     std::process::exit(code);
@@ -115,6 +142,15 @@ fn a_stop_in_one_process_wakes_waiters_in_all() {
     }
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert_eq!(unlink_shared(&name), Status::Ok);
+}
+
+#[test]
+fn a_forked_child_runs_its_own_callbacks_for_shared_stoppers() {
+    let name = unique("fork");
+    let st = child("fork-watch", &name).wait().unwrap();
+    unlink_shared(&format!("{name}-a"));
+    unlink_shared(&format!("{name}-b"));
+    assert!(st.success(), "the forked child's callback never ran: {st:?}");
 }
 
 #[test]

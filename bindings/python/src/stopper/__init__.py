@@ -5,6 +5,9 @@ children, deadlines, callbacks, a file descriptor for event loops, and worker jo
 :class:`StoppableThread` is the Cookbook's stoppable thread done right (``join`` = stop + join,
 and optionally an exception raised into the thread on stop); :func:`timeout` bounds a block;
 :class:`Channel` is a queue whose ``get``/``put`` end on a stop instead of polling.
+:meth:`Stopper.shared` shares one stop between processes (in any language);
+:meth:`Stopper.watch_process` ends a process with SIGTERM then SIGKILL on the stop, and
+:meth:`Stopper.stop_on_signal` stops on SIGTERM & co.
 
 The work is done by the native library libstopper (Rust, C ABI), loaded with ctypes.
 """
@@ -16,6 +19,7 @@ from ._channel import Channel
 from ._core import StopHandle, Stopper, current, timeout, wait_any
 from ._errors import ChannelClosed, StopRequested, Timeout
 from ._native import StopperError
+from ._process import unlink_shared
 from ._thread import StoppableThread
 
 __version__ = "0.1.0"
@@ -26,6 +30,8 @@ REASON_REQUESTED = _native.REASON_REQUESTED
 REASON_DEADLINE = _native.REASON_DEADLINE
 #: Reason recorded by a stop on a process signal.
 REASON_SIGNAL = _native.REASON_SIGNAL
+#: How many shared stoppers (``Stopper.shared``) one process can have open at once.
+MAX_OPEN_SHARED = _native.MAX_OPEN_SHARED
 
 
 def library_version() -> str:
@@ -50,6 +56,7 @@ __all__ = [
     "Channel",
     "current",
     "wait_any",
+    "unlink_shared",
     "timeout",
     "StopRequested",
     "Timeout",
@@ -58,6 +65,7 @@ __all__ = [
     "REASON_REQUESTED",
     "REASON_DEADLINE",
     "REASON_SIGNAL",
+    "MAX_OPEN_SHARED",
     "library_version",
     "library_path",
     "thread_id",

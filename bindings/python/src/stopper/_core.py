@@ -28,7 +28,10 @@ never fires inside a ctypes callback (where CPython would print and drop it).
 into Python through ctypes, which takes the GIL; during finalization that can kill or hang the
 calling thread.  An ``atexit`` handler therefore makes every hook and callback a no-op,
 disarms the deadlines this package armed (waiting for a stop already in progress to finish),
-and unregisters every callback before the interpreter starts finalizing.
+unregisters every callback, and waits for callbacks running on other threads at that moment
+(a stop from a signal or another process runs them on a native thread) before the
+interpreter starts finalizing; it holds every live object meanwhile, so no finalizer releases
+a native stopper that a step of the handler is using.
 """
 
 from __future__ import annotations
@@ -45,11 +48,13 @@ import operator
 import os
 import sys
 import threading
+import time
 import weakref
 from ctypes import byref, c_int16, c_size_t, c_uint64
 from typing import Any, Callable, Iterable, List, Optional, Sequence, TypeVar, Union
 
 from . import _native as _n
+from . import _process as _p
 from ._errors import StopRequested, Timeout
 
 __all__ = ["Stopper", "current", "wait_any", "timeout", "StopHandle"]
@@ -296,7 +301,13 @@ def _restash(exc: BaseException) -> bool:
     return False
 
 
+# One item per callback running right now, on any thread (C-level append/pop): the exit
+# handler waits for them, since it no longer finds them in _callbacks.
+_running: list = []
+
+
 def _callback_entry(data: Optional[int], reason: int) -> None:
+    _running.append(None)
     try:
         cb = _callbacks.pop(data or 0, None)
         if cb is None:
@@ -307,6 +318,8 @@ def _callback_entry(data: Optional[int], reason: int) -> None:
             _deliver(cb.sc)
         elif cb.fn is _SENTINEL:
             _deadline_done(cb.handle)
+        elif cb.fn is _KEEP:
+            _kept.pop(cb.handle, None)
         elif not _exiting and cb.fn is not None:
             try:
                 cb.fn(reason)
@@ -316,6 +329,8 @@ def _callback_entry(data: Optional[int], reason: int) -> None:
     except BaseException as e:  # noqa: BLE001 - never unwind into the library
         if not _restash(e):
             _report(e, "stopper callback trampoline")
+    finally:
+        _running.pop()
 
 
 def _hook_entry(data: Optional[int], thread_id: int, reason: int) -> None:
@@ -339,6 +354,12 @@ _SENTINEL: Any = object()
 # handle -> [stopper object, sentinel key, threading.Event done]: keeps an armed stopper (and
 # so its callbacks) alive until its deadline fires or is disarmed, like the C library does.
 _armed: "dict[int, list]" = {}
+
+
+# handle -> [stopper object, sentinel key]: keeps a stopper with a pending stop_on_signal (and
+# so its callbacks) alive until it stops, as the C library keeps the native one.
+_KEEP: Any = object()
+_kept: "dict[int, list]" = {}
 
 
 def _deadline_done(handle: Optional[int]) -> None:
@@ -542,6 +563,36 @@ class Stopper:
         hs = [p._h for p in parents]
         return cls._wrap(_n.stopper_new_linked(_n.handles_array(hs), len(hs)), "stopper_new_linked")
 
+    @classmethod
+    def shared(cls, name: str) -> "Stopper":
+        """Creates or opens the shared stopper ``name``, one stop shared by every process that
+        opens the name (also C, C++ or Rust programs using libstopper).
+
+        A stop in any process wakes the waiters of all of them; :meth:`is_set` reads the flag in
+        the shared page, and each process's own callbacks, children, descriptor and workers see
+        the stop as for any stopper.  The object is ``/dev/shm/stopper.<name>`` (mode 0600).
+        In one process, opening a name twice gives the same native stopper (the two objects
+        compare equal).  A name stays until :func:`stopper.unlink_shared`; once stopped, a
+        shared stopper stays stopped for every later opener, so a new run unlinks first.
+
+        ``name`` must match ``[A-Za-z0-9_.-]{1,200}`` and not be ``.`` or ``..``
+        (:class:`ValueError` otherwise, :class:`TypeError` for a non-``str``).  An existing
+        object that is corrupt, truncated, of another layout, not this user's or open to
+        others is refused with :class:`ValueError`, never trusted.  More than
+        ``STOPPER_MAX_OPEN_SHARED`` (127) open at once: :class:`OSError` ``EMFILE``; other
+        system failures: :class:`OSError` with their ``errno``.
+
+        With the ``fork`` start method a child inherits the parent's open shared stoppers; a
+        child started with ``spawn``/``forkserver`` or by ``exec`` opens the name again (a
+        Stopper cannot be pickled: pass the name).
+        """
+        raw = _p.shared_name_arg(name)
+        ctypes.set_errno(0)
+        h = _n.stopper_open_shared(raw)
+        if not h:
+            _p.fail_open(name, ctypes.get_errno())
+        return cls._wrap(h, "stopper_open_shared")
+
     # -- time
     def stop_after(self, seconds: Optional[float], reason: int = _n.REASON_DEADLINE) -> bool:
         """Arms (or re-arms) a deadline: stopped with ``reason`` after ``seconds``, from the
@@ -636,6 +687,90 @@ class Stopper:
         if ts.deferred is not None:
             _raise_deferred(ts)
         return _n.check(st, "stopper_join") == _n.OK
+
+    # -- processes
+    def watch_process(self, process: Any, grace: Optional[float] = None) -> None:
+        """When this stopper stops, asks ``process`` to end with ``SIGTERM``, then kills it
+        with ``SIGKILL`` if it still runs ``grace`` seconds later (``None``: never killed).
+
+        The recipe's ``p.terminate()``, ``p.join(timeout)``, ``p.kill()`` as one call that
+        runs by itself on the stop — after the cooperative stop (a shared stopper the process
+        waits on) had its chance.  ``process`` is a pid (``int``), a
+        :class:`multiprocessing.Process` or a :class:`subprocess.Popen`.  The signals go
+        through a pidfd opened now, so a pid that is reaped and reused later is never hit;
+        the process is not reaped (``join()``/``wait()`` still work and give its exit code).
+
+        Returns None.  A process that already ended (or a Process/Popen already joined) is
+        nothing to do.  If this stopper is already stopped, the escalation starts at once:
+        ``SIGTERM`` now, ``SIGKILL`` after ``grace``.  Raises :class:`TypeError` for another
+        type, :class:`ValueError` for a pid <= 0 or a Process not started, a negative or NaN
+        ``grace``; :class:`OSError` when the pidfd cannot be opened.  Each call adds one watch.
+        """
+        pid, what = _p.process_arg(process)
+        ns = _timeout_ns(grace, "grace")
+        if pid is None:
+            return  # it already ended: its pid may be another process's by now
+        ctypes.set_errno(0)
+        st = _n.stopper_watch_process(self._h, pid, ns)
+        if st == _n.EOS:
+            err = ctypes.get_errno()
+            raise OSError(err, f"watch_process({what}): cannot open a pidfd: {os.strerror(err)}")
+        _n.check(st, "stopper_watch_process")
+
+    def stop_on_signal(self, signum: int) -> None:
+        """Stops this stopper with :data:`stopper.REASON_SIGNAL` when the process receives
+        ``signum`` (e.g. ``signal.SIGTERM``): a clean shutdown on ``kill <pid>`` or from a
+        supervisor, reaching every thread (and process) that waits on it.
+
+        The handler is the library's, installed at the C level: it only does
+        async-signal-safe work; the stop, with its callbacks, runs on the library's service
+        thread, even while the main thread is blocked in C code (no need to come back to
+        the interpreter, unlike :func:`signal.signal` handlers).  The stopper (and the
+        callbacks registered through this object) stays alive until it stops.  Does
+        nothing if it is already stopped.  Several stoppers may stop on one signal.
+
+        The library never takes a signal that already has a handler, so :class:`ValueError`
+        is raised for one with a handler or ``SIG_IGN`` — which includes ``SIGINT``: CPython
+        installs its ``KeyboardInterrupt`` handler at start-up.  Use it for ``SIGTERM``,
+        ``SIGHUP``, ``SIGUSR1``…, or hand a signal over first with
+        ``signal.signal(signum, signal.SIG_DFL)``.  The handler is installed below Python:
+        ``signal.getsignal`` still reports what Python last set (``SIG_DFL``), and a later
+        ``signal.signal(signum, ...)`` replaces the library's handler.  Also
+        :class:`ValueError` for ``SIGKILL``, ``SIGSTOP``, the fault signals (``SIGSEGV``…)
+        and numbers out of range; :class:`TypeError` for a non-int.
+        """
+        signo = _p.signal_arg(signum)
+        h = self._h
+        if self.is_set():
+            return
+        if _exiting:
+            raise RuntimeError("stopper: the interpreter is exiting; no new signal stop can be registered")
+        added = None
+        if h is not None and h not in _kept:
+            # A sentinel callback drops the keep-alive once the stop has happened.
+            key = _keys()
+            cb = _Callback(_KEEP, h, self._keys)
+            _callbacks[key] = cb
+            self._keys.append(key)
+            _kept[h] = [self, key]
+            st = _n.stopper_on_stop(h, _CB_TRAMP, key, byref(cb.id))
+            if st != _n.OK:  # stopped meanwhile: the sentinel ran (or nothing to keep)
+                _callbacks.pop(key, None)
+                _discard(self._keys, key)
+                _kept.pop(h, None)
+                _n.check(st, "stopper_on_stop")
+                return
+            added = (key, cb)
+        st = _n.stopper_stop_on_signal(h, signo)
+        if st != _n.OK and added is not None:
+            key, cb = added
+            _n.stopper_unregister(h, cb.id)
+            _callbacks.pop(key, None)
+            _discard(self._keys, key)
+            _kept.pop(h, None)
+        if st == _n.EINVAL and h is not None:
+            _p.fail_signal(signo)
+        _n.check(st, "stopper_stop_on_signal")
 
     def __enter__(self) -> "Stopper":
         ts = _state()
@@ -900,6 +1035,11 @@ def _at_exit() -> None:
     """Runs before finalization: after it, the library never calls into Python again."""
     global _exiting
     _exiting = True
+    # 0. Hold every live object until the end: a stop running on another thread meanwhile (a
+    #    signal's, on the service thread) may drop the last reference to one (its keep-alive in
+    #    _kept), and that object's finalizer must not release the native stopper while step 2
+    #    below is inside stopper_unregister of it.
+    hold = [wr() for wr in list(_live.values())]  # noqa: F841 - a reference, held on purpose
     # 1. Disarm the deadlines we armed; a stop already firing is waited for (its sentinel
     #    callback runs after every hook and child of that stop).
     for h, a in list(_armed.items()):
@@ -914,6 +1054,14 @@ def _at_exit() -> None:
             _n.stopper_unregister(cb.handle, cb.id)
         _callbacks.pop(key, None)
     _interrupts.clear()
+    _kept.clear()
+    # 2b. Wait (bounded) for callbacks running on other threads right now (a stop from a
+    #     signal or another process runs them on a native thread): one that released the GIL
+    #     (a ctypes call, a sleep) must be done before finalization, or CPython would end that
+    #     native thread from under the library when it takes the GIL back.
+    give_up = time.monotonic() + 2.0
+    while _running and time.monotonic() < give_up:
+        time.sleep(0.001)
     # 3. Release what is still alive, exactly once, when no other Python thread could still
     #    be using it; otherwise leave it to the operating system.
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not isinstance(t, threading._DummyThread)]  # type: ignore[attr-defined]

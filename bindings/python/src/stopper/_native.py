@@ -59,6 +59,9 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
+#: ``STOPPER_MAX_OPEN_SHARED``: shared stoppers one process can have open at once.
+MAX_OPEN_SHARED = 127
+
 POLLIN = 0x001
 POLLOUT = 0x004
 
@@ -191,6 +194,10 @@ stopper_chan_send = _proto("stopper_chan_send", c_int32, chan_p, c_uint64, stopp
 stopper_chan_recv = _proto("stopper_chan_recv", c_int32, chan_p, POINTER(c_uint64), stopper_p, c_int64)
 stopper_chan_close = _proto("stopper_chan_close", None, chan_p)
 stopper_chan_len = _proto("stopper_chan_len", c_size_t, chan_p)
+stopper_open_shared = _proto("stopper_open_shared", stopper_p, c_char_p)
+stopper_unlink_shared = _proto("stopper_unlink_shared", c_int32, c_char_p)
+stopper_watch_process = _proto("stopper_watch_process", c_int32, stopper_p, c_int32, c_int64)
+stopper_stop_on_signal = _proto("stopper_stop_on_signal", c_int32, stopper_p, c_int32)
 
 # CPython's own API, for the interrupt hook.  PyDLL keeps the GIL held during the call (the
 # caller must hold it).  Two prototypes of one symbol: one raises a class, one clears (NULL).
