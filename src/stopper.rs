@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::sync::{futex, AtomicBool, AtomicI32, AtomicU32, Condvar, Mutex, MutexGuard};
+use crate::sync::{futex, AtomicI32, AtomicU32, Condvar, Mutex, MutexGuard};
 
 use crate::slab::OrderedSlab;
 use crate::status::Status;
@@ -31,6 +31,12 @@ use crate::{service, REASON_DEADLINE, REASON_REQUESTED};
 pub(crate) const STOPPED: u32 = 1;
 /// A thread may be asleep on the state word: the stop must issue a futex wake.
 pub(crate) const WAITERS: u32 = 1 << 8;
+
+const ACTIONS_IDLE: u32 = 0;
+const ACTIONS_RUNNING: u32 = 1;
+const ACTIONS_DONE: u32 = 2;
+/// Or-ed in by a thread sleeping until the actions are done.
+const ACTIONS_WAITED: u32 = 4;
 
 /// The two words every process sharing a stopper must see: in the stopper itself, or in a
 /// shared-memory page for a shared stopper.
@@ -107,9 +113,11 @@ pub struct Inner {
     local: Cell,
     slow: Mutex<Option<Box<Slow>>>,
     pub(crate) cv: Condvar,
-    /// This process has run (or is running) the stop's actions. For a shared stopper the stop
-    /// may come from another process: the watcher and a local `stop` must not both run them.
-    local_done: AtomicBool,
+    /// This process's side of the stop (wakers, children, fd, hooks, callbacks): `IDLE`,
+    /// `RUNNING`, `DONE`, plus `DONE_WAITED` when a thread sleeps until it is done. For a shared
+    /// stopper the stop may come from another process: exactly one thread of this process
+    /// runs them — the local winner if there is one, else the watcher.
+    actions: AtomicU32,
 }
 
 // SAFETY: `shared_cell` points into a shared mapping kept alive by `slow.backing`, which holds
@@ -142,7 +150,7 @@ impl Inner {
             local: Cell::default(),
             slow: Mutex::new(None),
             cv: Condvar::new(),
-            local_done: AtomicBool::new(false),
+            actions: AtomicU32::new(ACTIONS_IDLE),
         })
     }
 
@@ -236,24 +244,34 @@ impl Inner {
         }
     }
 
-    /// Records the stop; true for the call that stopped it.
+    /// Records the stop; true for the call that stopped it. Everything the stop does in this
+    /// process is done when it returns, on this thread when it won.
     pub(crate) fn stop(self: &Arc<Self>, reason: i32) -> bool {
-        let won = self.claim(reason);
         // A callback may release the caller's last reference: keep the stopper alive until
-        // the stop is complete. A loser only runs them for a shared stopper, whose winner may
-        // be another process: our own side must be done on return.
-        if won || self.is_shared() {
-            let keep = Arc::clone(self);
-            keep.run_stop_actions(self.cell().reason.load(Ordering::Acquire));
+        // the stop is complete.
+        let keep = Arc::clone(self);
+        if keep.claim(reason) {
+            keep.do_stop_actions(reason);
+            return true;
         }
-        won
+        if keep.is_shared() {
+            // The winner may be another process: our own side must be done on return, by us
+            // or by the watcher that got there first.
+            keep.run_stop_actions(keep.cell().reason.load(Ordering::Acquire));
+            keep.wait_stop_actions();
+        }
+        false
     }
 
-    /// Decides the winner (compare-and-swap on the reason) and publishes the flag. A loser
-    /// returns false only once the flag is visible, so "0 = already stopped" is true when said.
+    /// Decides the winner (compare-and-swap on the reason), takes this process's stop actions
+    /// for itself, and only then publishes the flag (so a watcher woken by the flag never takes
+    /// them from the stopping thread). A loser returns false only once the flag is visible, so
+    /// "0 = already stopped" is true when it is said.
     fn claim(&self, reason: i32) -> bool {
         let cell = self.cell();
         if cell.reason.compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            // Nobody else can have started them: they start only after the flag, set below.
+            self.actions.store(ACTIONS_RUNNING, Ordering::Release);
             self.publish_stop();
             return true;
         }
@@ -273,6 +291,21 @@ impl Inner {
         false
     }
 
+    /// Sleeps until this process's stop actions are done (a shared stopper's loser).
+    fn wait_stop_actions(&self) {
+        loop {
+            let v = self.actions.load(Ordering::Acquire);
+            if v & !ACTIONS_WAITED == ACTIONS_DONE {
+                return;
+            }
+            if v & ACTIONS_WAITED == 0 {
+                let _ = self.actions.compare_exchange(v, v | ACTIONS_WAITED, Ordering::AcqRel, Ordering::Acquire);
+                continue;
+            }
+            futex::wait(&self.actions, v, None, false);
+        }
+    }
+
     /// Sets the flag (the reason is recorded) and wakes the futex sleepers.
     pub(crate) fn publish_stop(&self) {
         let cell = self.cell();
@@ -282,15 +315,31 @@ impl Inner {
         }
     }
 
-    /// What a stop does after the flag: wakers, children, fd, hooks, callbacks; once per
-    /// process. Also run by the watcher for a shared stopper stopped by another process.
+    /// Runs this process's stop actions unless another thread already took them (the watcher
+    /// for a shared stopper stopped by another process, or a late opener of one).
     pub(crate) fn run_stop_actions(self: &Arc<Self>, reason: i32) {
-        if self.local_done.swap(true, Ordering::AcqRel) {
-            return;
+        if self.actions.compare_exchange(ACTIONS_IDLE, ACTIONS_RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.do_stop_actions(reason);
         }
+    }
+
+    /// What a stop does after the flag: wakers, children, fd, hooks, callbacks. Run by the
+    /// thread that took them (`claim` or `run_stop_actions`); marks them done at the end.
+    fn do_stop_actions(self: &Arc<Self>, reason: i32) {
+        let panic = self.stop_actions_body(reason);
+        if self.actions.swap(ACTIONS_DONE, Ordering::AcqRel) & ACTIONS_WAITED != 0 {
+            futex::wake_all(&self.actions, false);
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+    }
+
+    /// Returns the first panic of a (Rust) hook or callback, after all of them ran.
+    fn stop_actions_body(self: &Arc<Self>, reason: i32) -> Option<crate::workers::Panic> {
         let mut g = self.lock();
         if g.is_none() {
-            return; // nothing was ever registered: the flag was all there was to do
+            return None; // nothing was ever registered: the flag was all there was to do
         }
         // 1. Waiters in wait_any / channel operations; the deadline, which can no longer do
         // anything, is cancelled (it would keep the stopper and the service thread alive).
@@ -337,9 +386,7 @@ impl Inner {
             self.notify(&g);
         }
         drop(g);
-        if let Some(p) = first_panic {
-            std::panic::resume_unwind(p);
-        }
+        first_panic
     }
 
     /// Registers a callback; gives it back when already stopped (the caller runs it inline).
@@ -468,7 +515,7 @@ impl Inner {
             self.claim(reason)
         };
         if won {
-            Arc::clone(self).run_stop_actions(reason);
+            Arc::clone(self).do_stop_actions(reason);
         }
     }
 

@@ -327,3 +327,17 @@ fn stop_on_signal_stops_on_the_service_thread() {
     stopped.stop(0);
     assert_eq!(stopper::stop_on_signal(&stopped, libc::SIGUSR1), Status::Stopped);
 }
+
+#[test]
+fn a_local_stop_of_a_shared_stopper_runs_its_callbacks_before_returning_on_the_caller() {
+    for i in 0..common::iters(300) {
+        let name = unique("local");
+        let s = open_shared(&name).unwrap();
+        let ran_on = Arc::new(std::sync::Mutex::new(None));
+        let r = Arc::clone(&ran_on);
+        s.on_stop(move |_| *r.lock().unwrap() = Some(stopper::thread_id())).forget();
+        assert!(s.stop(0));
+        assert_eq!(*ran_on.lock().unwrap(), Some(stopper::thread_id()), "iteration {i}: not run by the stopping thread before stop returned");
+        unlink_shared(&name);
+    }
+}
