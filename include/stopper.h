@@ -319,14 +319,15 @@ const char *stopper_strerror(int32_t code);
  * `.` or `..`). In one process, opening the same object twice gives the same stopper. The
  * caller owns the returned reference. Returns NULL with `errno` set on failure: `EINVAL` for a
  * bad name or an object that is corrupt, truncated, not this user's or open to others (never
- * trusted), `EMFILE` past `STOPPER_MAX_OPEN_SHARED`, else the system call's cause.
+ * trusted), `EMFILE` past `STOPPER_MAX_OPEN_SHARED` (nothing is created then), `ENOSYS` on a
+ * kernel without `futex_waitv` (Linux < 5.16), else the system call's cause.
  */
 struct stopper *stopper_open_shared(const char *name);
 
 /**
  * Removes the name of a shared stopper; processes that opened it keep theirs, and the next
  * `stopper_open_shared` of the name creates a fresh one. Returns `STOPPER_OK`,
- * `STOPPER_EINVAL` (bad or NULL name), or `STOPPER_EOS` with `errno` (`ENOENT`: no such object).
+ * `STOPPER_EINVAL` (and `errno` = `EINVAL`: bad or NULL name), or `STOPPER_EOS` with `errno` (`ENOENT`: no such object).
  */
 int32_t stopper_unlink_shared(const char *name);
 
@@ -335,7 +336,7 @@ int32_t stopper_unlink_shared(const char *name);
  * it still runs after `grace_ns` (negative: never killed), through a pidfd opened now, so a
  * reused pid is never hit. The process is not reaped (its parent's `waitpid` still works).
  * Returns `STOPPER_OK` (also when `pid` already ended), `STOPPER_STOPPED` when `s` is already
- * stopped (the escalation starts at once), `STOPPER_EINVAL` for NULL `s` or `pid <= 0`,
+ * stopped (the escalation starts at once), `STOPPER_EINVAL` (and `errno` = `EINVAL`) for NULL `s` or `pid <= 0`,
  * `STOPPER_EOS` with `errno` when the pidfd cannot be opened.
  */
 int32_t stopper_watch_process(struct stopper *s, int32_t pid, int64_t grace_ns);
@@ -346,7 +347,8 @@ int32_t stopper_watch_process(struct stopper *s, int32_t pid, int64_t grace_ns);
  * callbacks, runs on the library's service thread. `s` is kept alive until it stops. Like
  * `stopper_install_signal`, it refuses (`STOPPER_EINVAL`) a signal that already has a
  * disposition other than the default or the library's own. Returns `STOPPER_OK`,
- * `STOPPER_STOPPED` when `s` is already stopped, `STOPPER_EINVAL` for NULL `s`.
+ * `STOPPER_STOPPED` when `s` is already stopped, `STOPPER_EINVAL` (and `errno` = `EINVAL`) for
+ * NULL `s` or a refused signal.
  */
 int32_t stopper_stop_on_signal(struct stopper *s, int32_t signo);
 

@@ -197,6 +197,21 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
     if !validate_shared_name(name) {
         return Err(refuse());
     }
+    if !watcher::supported() {
+        // Without futex_waitv (Linux < 5.16, or a seccomp filter refusing it) one thread could
+        // not watch every shared stopper without polling: refuse clearly instead.
+        sys::set_errno(libc::ENOSYS);
+        return Err(Status::Os);
+    }
+    {
+        // Refuse past the limit before creating anything (no object left behind).
+        let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        reg.retain(|r| r.stopper.strong_count() > 0);
+        if reg.len() >= MAX_OPEN_SHARED && !reg.iter().any(|r| r.name == name) {
+            sys::set_errno(libc::EMFILE);
+            return Err(Status::Os);
+        }
+    }
     let path = shm_path(name);
     let len = page_len();
     let (fd, mapping) = match create(&path, len)? {
@@ -325,6 +340,16 @@ mod watcher {
     fn kick() {
         EPOCH.fetch_add(1, Ordering::Release);
         sys::futex_wake_all(&EPOCH, false);
+    }
+
+    /// Whether this kernel lets us wait on many futexes at once (probed once: an empty
+    /// `futex_waitv` is EINVAL where the call exists, ENOSYS or EPERM where it does not).
+    pub(super) fn supported() -> bool {
+        static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SUPPORTED.get_or_init(|| match sys::futex_waitv(&[]) {
+            Err(e) => !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)),
+            Ok(()) => true,
+        })
     }
 
     pub(super) fn lock() -> std::sync::MutexGuard<'static, State> {

@@ -185,3 +185,26 @@ fn checked_in_header_declares_every_export() {
         assert!(declared, "{name} is exported but not in include/stopper.h");
     }
 }
+
+#[test]
+fn processes_bad_input_sets_errno_einval() {
+    let s = stopper_new();
+    let checks: [(&str, Box<dyn Fn() -> i32>); 5] = [
+        ("watch NULL", Box::new(|| stopper_watch_process(null_mut(), 1, 0))),
+        ("watch pid 0", Box::new(move || stopper_watch_process(s, 0, 0))),
+        ("signal NULL", Box::new(|| stopper_stop_on_signal(null_mut(), libc::SIGUSR1))),
+        ("signal KILL", Box::new(move || stopper_stop_on_signal(s, libc::SIGKILL))),
+        ("unlink bad", Box::new(|| stopper_unlink_shared(c"a/b".as_ptr()))),
+    ];
+    for (what, call) in checks {
+        // SAFETY: errno is thread-local.
+        unsafe { *libc::__errno_location() = 0 };
+        assert_eq!(call(), STOPPER_EINVAL, "{what}");
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL), "{what}: errno");
+    }
+    // SAFETY: errno is thread-local.
+    unsafe { *libc::__errno_location() = 0 };
+    assert!(stopper_open_shared(c"../etc".as_ptr()).is_null());
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL));
+    stopper_release(s);
+}

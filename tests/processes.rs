@@ -121,6 +121,20 @@ fn child_entry() {
             drop(a);
             i32::from(!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0))
         }
+        // Open the most this process may; the next open fails with EMFILE and creates nothing.
+        "emfile" => {
+            let held: Vec<Stopper> = (0..stopper::MAX_OPEN_SHARED).map(|i| open_shared(&format!("{arg}-{i}")).unwrap()).collect();
+            let extra = format!("{arg}-extra");
+            let refused = open_shared(&extra).unwrap_err() == Status::Os
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EMFILE);
+            let left_behind = std::path::Path::new(&format!("/dev/shm/stopper.{extra}")).exists();
+            let again = open_shared(&format!("{arg}-0")).is_ok(); // an open name is still fine
+            for i in 0..stopper::MAX_OPEN_SHARED {
+                unlink_shared(&format!("{arg}-{i}"));
+            }
+            drop(held);
+            i32::from(!(refused && !left_behind && again))
+        }
         other => panic!("unknown child mode {other}"),
     };
     std::process::exit(code);
@@ -151,6 +165,12 @@ fn a_forked_child_runs_its_own_callbacks_for_shared_stoppers() {
     unlink_shared(&format!("{name}-a"));
     unlink_shared(&format!("{name}-b"));
     assert!(st.success(), "the forked child's callback never ran: {st:?}");
+}
+
+#[test]
+fn past_the_limit_open_fails_with_emfile_and_creates_nothing() {
+    let st = child("emfile", &unique("emfile")).wait().unwrap();
+    assert!(st.success(), "{st:?}");
 }
 
 #[test]
