@@ -160,6 +160,144 @@ def bench_wake(with_stopper):
     progress("wake latency")
 
 
+# ---------------------------------------------------------------- across processes
+
+
+class _RawShared:
+    """A shared stopper through the C ABI directly (stopper._native), for when the package has
+    no Stopper.shared yet: the same library calls Stopper.shared makes."""
+
+    def __init__(self, name):
+        from stopper import _native as n
+
+        self._n, self._name = n, name.encode("ascii")
+        self._h = n.stopper_open_shared(self._name)
+        if not self._h:
+            raise OSError(ctypes.get_errno(), f"stopper_open_shared({name!r}) failed")
+
+    def wait(self):
+        return self._n.stopper_wait(self._h, -1) == self._n.STOPPED
+
+    def stop(self, reason=0):
+        return self._n.stopper_stop(self._h, reason) == 1
+
+    def close(self):
+        if self._h:
+            self._n.stopper_release(self._h)
+            self._h = None
+
+
+def _shared_api():
+    """(open(name) -> object with wait/stop/close, unlink(name), description)."""
+    if hasattr(stopper.Stopper, "shared") and hasattr(stopper, "unlink_shared"):
+
+        class Pkg:
+            def __init__(self, name):
+                self.s = stopper.Stopper.shared(name)
+
+            def wait(self):
+                return self.s.wait()
+
+            def stop(self, reason=0):
+                return self.s.stop(reason)
+
+            def close(self):
+                self.s = None  # the last reference: released by the package's finalizer
+
+        return Pkg, lambda name: stopper.unlink_shared(name, missing_ok=True), "Stopper.shared"
+    from stopper import _native as n
+
+    return _RawShared, lambda name: n.stopper_unlink_shared(name.encode("ascii")), "the C ABI via ctypes"
+
+
+def _mp_child(conn, ev):
+    """The child process: blocks in what the parent names, reports the time it woke
+    (perf_counter_ns is CLOCK_MONOTONIC: the same clock in every process)."""
+    opener = None
+    while True:
+        msg = conn.recv()
+        if msg[0] == "quit":
+            return
+        if msg[0] == "event":
+            conn.send("armed")
+            ok = ev.wait(30)
+            conn.send((ok, now()))
+        else:
+            if opener is None:
+                opener = _shared_api()[0]
+            s = opener(msg[1])
+            conn.send("armed")
+            ok = s.wait()
+            t1 = now()
+            s.close()
+            conn.send((ok, t1))
+
+
+def bench_cross_process(with_stopper):
+    """A child process blocked in multiprocessing.Event.wait() (RECIPES 5's shared flag) or in a
+    shared Stopper's wait(); this process sets / stops it. Interleaved with the in-process
+    wake-up (a thread in Stopper.wait()), one sample at a time."""
+    import multiprocessing
+
+    n = 5 if SMOKE else 300
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no fork of a threaded process
+    ev = ctx.Event()
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_mp_child, args=(child, ev), daemon=True)
+    p.start()
+    opener, unlink, how = _shared_api() if with_stopper else (None, None, None)
+    if with_stopper and how != "Stopper.shared":
+        note(f"cross-process Stopper rows: the package has no Stopper.shared yet, measured through {how}")
+
+    def ask(msg):
+        parent.send(msg)
+        if not parent.poll(30):
+            raise RuntimeError("the child process did not answer within 30 s")
+        if parent.recv() != "armed":
+            raise RuntimeError("unexpected answer from the child process")
+        time.sleep(0.001)  # let it block
+
+    def result(t0):
+        if not parent.poll(10):
+            raise RuntimeError("the child process did not wake within 10 s of the stop")
+        ok, t1 = parent.recv()
+        if not ok:
+            raise RuntimeError("the child's wait returned without the stop")
+        return t1 - t0
+
+    le, ls, ll = [], [], []
+    try:
+        for i in range(n):
+            ev.clear()
+            ask(("event",))
+            t0 = now()
+            ev.set()
+            le.append(result(t0))
+            if with_stopper:
+                name = f"bench-py-{os.getpid()}-{i}"
+                s = opener(name)
+                try:
+                    ask(("stopper", name))
+                    t0 = now()
+                    s.stop()
+                    ls.append(result(t0))
+                finally:
+                    s.close()
+                    unlink(name)
+                ll.append(one_wake(stopper.Stopper, lambda s: s.wait(), lambda s: s.stop()))
+        parent.send(("quit",))
+        p.join(10)
+    finally:
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+    emit_samples("py_proc_wake_event", le)
+    if with_stopper:
+        emit_samples("py_proc_wake_stopper", ls)
+        emit_samples("py_proc_wake_local", ll)
+    progress("cross-process wake")
+
+
 # ---------------------------------------------------------------- recipes: stop-to-exit
 
 
@@ -434,6 +572,10 @@ def main():
     if have:
         guarded(bench_is_set)
     ok &= guarded(bench_wake, False) if not have else (guarded(bench_wake, True) or guarded(bench_wake, False))
+    if have:
+        ok &= guarded(bench_cross_process, True) or guarded(bench_cross_process, False)
+    else:
+        ok &= guarded(bench_cross_process, False)
     ok &= guarded(recipe_threads)
     ok &= guarded(cookbook_pair, have)
     if have:

@@ -280,6 +280,21 @@ def python_table(r):
         rows.append(ratio_row("  p99", ws["p99"], we["p99"], ws["p99"] / we["p99"], None))
     else:
         rows.append(missing_row("wake of a blocked wait(): Stopper vs Event"))
+    pe, ps, pl = r.get("py_proc_wake_event"), r.get("py_proc_wake_stopper"), r.get("py_proc_wake_local")
+    if ps and pl:
+        rows.append(ratio_row("cross-process wake, median: shared Stopper.wait() in a child process "
+                              "vs in-process Stopper.wait() (same run)", ps["p50"], pl["p50"],
+                              ps["p50"] / pl["p50"], 2.0))
+    elif pe:
+        rows.append(missing_row("cross-process wake: shared Stopper vs in-process Stopper"))
+    if ps and pe:
+        rows.append(ratio_row("  same, vs multiprocessing.Event.wait() in a child process (RECIPES 5's flag)",
+                              ps["p50"], pe["p50"], ps["p50"] / pe["p50"], None))
+        rows.append(ratio_row("  p99: shared Stopper vs multiprocessing.Event", ps["p99"], pe["p99"],
+                              ps["p99"] / pe["p99"], None))
+    elif pe:
+        rows.append(("cross-process wake: multiprocessing.Event.wait() in a child process, median (p99)", "n/a",
+                     f"{fmt_ns(pe['p50'])} ({fmt_ns(pe['p99'])})", "n/a", "-", "n/a"))
     period = r.get("recipe_sleep_period", {}).get("value", 1.0)
     qto = r.get("recipe_queue_timeout", {}).get("value", 0.5)
     for rec_id, st_id, label in (
@@ -322,6 +337,40 @@ def python_table(r):
     return table("Part 3. Python: the stopper package vs the recipes (shared/RECIPES.md)", rows)
 
 
+# ---------------------------------------------------------------- part 4: processes
+
+
+def proc_table(r):
+    rows = []
+    ws, wl, wt, wf = (r.get(k) for k in ("proc_wake_shared", "proc_wake_local", "proc_wake_shared_thread",
+                                         "proc_wake_futex"))
+    if ws and wl:
+        rows.append(ratio_row("cross-process wake, median: child process in stopper_wait on a shared stopper "
+                              "vs a thread in stopper_wait on a plain one", ws["p50"], wl["p50"],
+                              ws["p50"] / wl["p50"], 2.0))
+        rows.append(ratio_row("  p99", ws["p99"], wl["p99"], ws["p99"] / wl["p99"], None))
+    else:
+        rows.append(missing_row("cross-process wake vs in-process wake"))
+    if ws and wf:
+        rows.append(ratio_row("  median vs the floor: a raw FUTEX_WAIT in a child process, FUTEX_WAKE here",
+                              ws["p50"], wf["p50"], ws["p50"] / wf["p50"], None))
+    if wt and wl:
+        rows.append(ratio_row("in-process wake, median: a thread waiting on a shared stopper vs a plain one",
+                              wt["p50"], wl["p50"], wt["p50"] / wl["p50"], None))
+    for key, label in (("proc_is_set", "stopper_is_set(): shared stopper vs in-process stopper"),
+                       ("proc_flag_check", "inline flag check (stopper_flag_is_set): shared vs in-process")):
+        if key in r:
+            a, b, ratio = pair_stats(r[key])
+            rows.append(ratio_row(label, a, b, ratio, 1.1))
+        else:
+            rows.append(missing_row(label))
+    meta = next((m for m in r.get("_meta", []) if m.get("program") == "bench_proc"), {})
+    title = ("Part 4. Processes: shared stoppers (C; wake-ups: "
+             f"{meta.get('samples', '?')} samples of each kind, interleaved; per-op times are medians of "
+             f"{meta.get('rounds', '?')} interleaved rounds)")
+    return table(title, rows)
+
+
 # ---------------------------------------------------------------- plot
 
 
@@ -340,10 +389,14 @@ def plot(r, path):
             ("wake_cv_any", "condition_variable_any + stop_token", "-", "C1"),
             ("wake_futex", "raw futex wake", "-", "C2"),
             ("chan_wait_stop", "stopper_wait (chanlat run)", ":", "C0"),
-            ("chan_recv_stop", "stopper_chan_recv (chanlat run)", ":", "C3")]),
+            ("chan_recv_stop", "stopper_chan_recv (chanlat run)", ":", "C3"),
+            ("proc_wake_shared", "shared stopper, waiter in a child process", "--", "C4"),
+            ("proc_wake_futex", "raw futex, waiter in a child process", "--", "C2")]),
         ("Python wake-up: stop()/set() -> blocked wait() returns", [
             ("py_wake_stopper", "Stopper.wait()", "-", "C0"),
-            ("py_wake_event", "threading.Event.wait()", "-", "C1")]),
+            ("py_wake_event", "threading.Event.wait()", "-", "C1"),
+            ("py_proc_wake_stopper", "shared Stopper.wait(), child process", "--", "C0"),
+            ("py_proc_wake_event", "multiprocessing.Event.wait(), child process", "--", "C1")]),
         ("Stop-to-exit: recipes (dashed) vs stopper (solid)", [
             ("recipe_sleep_loop", "recipe: time.sleep loop", "--", "C0"),
             ("stopper_sleep_loop", "stopper: s.wait loop", "-", "C0"),
@@ -450,6 +503,10 @@ def main():
     lat_args = ["--samples", "5", "--poll-ms", "20", "--pollers", "2"] if smoke else ["--samples", "1000"]
     parse_json_lines("chanlat", run_program("chanlat", [b("bench_timechan"), "chanlat"] + lat_args, 60), r)
 
+    # Part 4: shared stoppers across processes (C)
+    proc_args = ["--samples", "5", "--rounds", "2", "--scale", "0.001"] if smoke else ["--samples", "1000", "--rounds", "15"]
+    parse_json_lines("bench_proc", run_program("bench_proc", [b("bench_proc")] + proc_args, 120), r)
+
     # Part 3
     py_argv = [a.py, os.path.join(a.src, "py_bench.py")] + (["--smoke"] if smoke else [])
     parse_json_lines("py_bench", run_program("py_bench", py_argv, 120), r)
@@ -461,6 +518,7 @@ def main():
     report.append(core_table(r, smoke))
     report.append(timechan_table(r, rates, chan_cfgs))
     report.append(python_table(r))
+    report.append(proc_table(r))
     text = "\n".join(report)
     if NOTES:
         text += "\nNotes:\n" + "".join(f"  - {n}\n" for n in NOTES)
