@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
 use crate::status::Status;
-use crate::stopper::{Cell, Inner, Stopper, STOPPED, WAITERS};
+use crate::stopper::{Inner, SharedCell, Stopper, STOPPED, WAITERS};
 use crate::sys;
 
 const MAGIC: [u8; 8] = *b"stopper\x01";
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 const READY: u32 = 0x5245_4459; // "READ(Y)"
 /// The most shared stoppers one process can have open at once (one `futex_waitv` call).
 pub const MAX_OPEN_SHARED: usize = 127;
@@ -34,7 +34,7 @@ struct Page {
     size: u32,
     ready: AtomicU32,
     _reserved: u32,
-    cell: Cell,
+    shared: SharedCell,
 }
 
 /// Whether `name` is a valid shared stopper name: `[A-Za-z0-9_.-]{1,200}`, not `.` or `..`.
@@ -174,7 +174,8 @@ fn open_existing(path: &CString, len: usize) -> Result<(OwnedFd, Mapping), Statu
         (*p).magic == MAGIC
             && (*p).layout == LAYOUT
             && (*p).size as usize == std::mem::size_of::<Page>()
-            && (*p).cell.word.load(Ordering::Acquire) & !(STOPPED | WAITERS) == 0
+            && (*p).shared.cell.word.load(Ordering::Acquire) & !(STOPPED | WAITERS) == 0
+            && (*p).shared.watch.load(Ordering::Acquire) <= 1
     };
     if !ok {
         return Err(refuse());
@@ -237,7 +238,7 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
         return Err(Status::Os);
     }
     // SAFETY: the page outlives the stopper, which owns the mapping (`backing`).
-    let cell = unsafe { NonNull::new_unchecked(std::ptr::addr_of_mut!((*mapping.page.as_ptr()).cell)) };
+    let cell = unsafe { NonNull::new_unchecked(std::ptr::addr_of_mut!((*mapping.page.as_ptr()).shared)) };
     let stopper = Stopper::with_cell(cell, Box::new(mapping));
     reg.push(Registered { name: name.to_string(), dev: st.st_dev, ino: st.st_ino, stopper: Arc::downgrade(&stopper.inner) });
     drop(reg);
@@ -416,20 +417,14 @@ mod watcher {
             let mut stopped = Vec::new();
             for w in &weaks {
                 let Some(inner) = w.upgrade() else { continue };
-                let word = &inner.cell().word;
-                let mut v = word.load(Ordering::Acquire);
-                if v & STOPPED != 0 {
+                let watch = inner.watch_word().expect("watched stoppers are shared");
+                // The watch word is set after the flag: read it first, then the flag.
+                let v = watch.load(Ordering::Acquire);
+                if v != 0 || inner.is_set() {
                     stopped.push(inner);
                     continue;
                 }
-                if v & WAITERS == 0 {
-                    v = word.fetch_or(WAITERS, Ordering::AcqRel) | WAITERS;
-                    if v & STOPPED != 0 {
-                        stopped.push(inner);
-                        continue;
-                    }
-                }
-                waiters.push(sys::FutexWaitv { val: u64::from(v), uaddr: word as *const _ as u64, flags: sys::FUTEX2_SIZE_U32, reserved: 0 });
+                waiters.push(sys::FutexWaitv { val: 0, uaddr: watch as *const _ as u64, flags: sys::FUTEX2_SIZE_U32, reserved: 0 });
                 // `inner` drops here; if it was the last reference, its drop calls `forget`,
                 // which changes the epoch, so the wait below returns at once.
             }

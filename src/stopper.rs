@@ -47,6 +47,17 @@ pub(crate) struct Cell {
     pub(crate) reason: AtomicI32,
 }
 
+/// A shared stopper's part of the shared page: the cell, and the word this process's watcher
+/// (and every other process's) sleeps on. Watchers have their own word so that a stop wakes
+/// the real waiters first and the watchers after, not all in one crowd.
+#[repr(C)]
+pub(crate) struct SharedCell {
+    pub(crate) cell: Cell,
+    /// 0 until stopped, then 1 (set after the flag).
+    pub(crate) watch: AtomicU32,
+    _reserved: u32,
+}
+
 /// A callback as C gives it: a function and its context, stored without allocation. The core
 /// never looks inside `ctx` and `data`; `call(ctx, data, thread_id, reason)` does.
 #[derive(Clone, Copy)]
@@ -109,7 +120,7 @@ pub(crate) struct Slow {
 /// The object behind a `stopper *`.
 pub struct Inner {
     /// `None`: the cell is `local`; `Some`: it lives in a shared mapping.
-    shared_cell: Option<NonNull<Cell>>,
+    shared_cell: Option<NonNull<SharedCell>>,
     local: Cell,
     slow: Mutex<Option<Box<Slow>>>,
     pub(crate) cv: Condvar,
@@ -144,7 +155,7 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    fn new_with(shared_cell: Option<NonNull<Cell>>) -> Arc<Inner> {
+    fn new_with(shared_cell: Option<NonNull<SharedCell>>) -> Arc<Inner> {
         Arc::new(Inner {
             shared_cell,
             local: Cell::default(),
@@ -159,7 +170,7 @@ impl Inner {
         match self.shared_cell {
             None => &self.local,
             // SAFETY: see the `Send`/`Sync` impls: the mapping outlives `self`.
-            Some(p) => unsafe { p.as_ref() },
+            Some(p) => unsafe { &p.as_ref().cell },
         }
     }
 
@@ -306,13 +317,24 @@ impl Inner {
         }
     }
 
-    /// Sets the flag (the reason is recorded) and wakes the futex sleepers.
+    /// Sets the flag (the reason is recorded) and wakes the futex sleepers; for a shared
+    /// stopper, then the watchers of every process.
     pub(crate) fn publish_stop(&self) {
         let cell = self.cell();
         let prev = cell.word.fetch_or(STOPPED, Ordering::AcqRel);
         if prev & WAITERS != 0 {
             futex::wake_all(&cell.word, self.is_shared());
         }
+        if let Some(watch) = self.watch_word() {
+            watch.store(1, Ordering::Release);
+            futex::wake_all(watch, true);
+        }
+    }
+
+    /// The word watchers sleep on (shared stoppers only).
+    pub(crate) fn watch_word(&self) -> Option<&AtomicU32> {
+        // SAFETY: as in `cell`.
+        self.shared_cell.map(|p| unsafe { &p.as_ref().watch })
     }
 
     /// Runs this process's stop actions unless another thread already took them (the watcher
@@ -600,7 +622,7 @@ impl Stopper {
         Stopper { inner: Inner::new_with(None) }
     }
 
-    pub(crate) fn with_cell(cell: NonNull<Cell>, backing: Box<dyn Send + Sync>) -> Stopper {
+    pub(crate) fn with_cell(cell: NonNull<SharedCell>, backing: Box<dyn Send + Sync>) -> Stopper {
         let inner = Inner::new_with(Some(cell));
         inner.lock_slow().backing = Some(backing);
         Stopper { inner }
