@@ -124,6 +124,10 @@ pub(crate) fn schedule(due: u64, timer: Timer) -> Result<u64, Status> {
 /// kept alive until it stops; once it stops for any reason the entry goes away.
 pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Status> {
     let mut st = lock();
+    let taken = crate::signal::take_for_stop(signo);
+    if taken != Status::Ok {
+        return Err(taken);
+    }
     st.signal_stops.push(SignalStop { signo, target: Arc::clone(&target) });
     if let Err(s) = ensure_thread(&mut st) {
         let e = st.signal_stops.pop();
@@ -213,18 +217,24 @@ fn run() {
         let mut keep = Vec::with_capacity(st.signal_stops.len());
         for e in st.signal_stops.drain(..) {
             if e.target.is_set() {
-                stop_now.push((e.target, None)); // stopped otherwise: drop the entry
+                stop_now.push((e.target, None, e.signo)); // stopped otherwise: drop the entry
             } else if pending & (1u64 << e.signo) != 0 {
-                stop_now.push((e.target, Some(crate::REASON_SIGNAL)));
+                stop_now.push((e.target, Some(crate::REASON_SIGNAL), e.signo));
             } else {
                 keep.push(e);
             }
         }
         st.signal_stops = keep;
         if !stop_now.is_empty() {
+            // Signals none of the remaining registrations wants any more go back to default.
+            let still: u64 = st.signal_stops.iter().fold(0, |m, e| m | 1u64 << e.signo);
+            let done: u64 = stop_now.iter().fold(0, |m, (_, _, signo)| m | 1u64 << signo);
+            for signo in (1..64).filter(|n| done & !still & (1u64 << n) != 0) {
+                crate::signal::release_stop_signal(signo);
+            }
             st.busy = true;
             drop(st);
-            for (target, reason) in stop_now {
+            for (target, reason, _) in stop_now {
                 if let Some(r) = reason {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.stop(r)));
                 }

@@ -13,6 +13,8 @@ use crate::sys;
 static INSTALLED: AtomicU64 = AtomicU64::new(0);
 /// Signals that stop stoppers (`stop_on_signal`).
 static STOP_SIGNALS: AtomicU64 = AtomicU64::new(0);
+/// Signals installed as interrupts (`install`): theirs stays for the process's life.
+static INTERRUPT_SIGNALS: AtomicU64 = AtomicU64::new(0);
 static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 
 /// Called by the handler; async-signal-safe.
@@ -46,7 +48,11 @@ pub fn usable(signo: i32) -> bool {
 /// Installs the no-op interrupt handler for `signo`, once. `Inval` when the signal is not
 /// usable or already has a disposition other than the default or the library's own handler.
 pub fn install(signo: i32) -> Status {
-    install_with(signo, 0)
+    let st = install_with(signo, 0);
+    if st == Status::Ok {
+        INTERRUPT_SIGNALS.fetch_or(1u64 << signo, Ordering::AcqRel);
+    }
+    st
 }
 
 fn install_with(signo: i32, flags: libc::c_int) -> Status {
@@ -81,6 +87,7 @@ pub(crate) fn uninstall_all() {
     let _g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let installed = INSTALLED.swap(0, Ordering::AcqRel);
     STOP_SIGNALS.store(0, Ordering::Release);
+    INTERRUPT_SIGNALS.store(0, Ordering::Release);
     let ours = sys::noop_handler_address();
     for signo in 1..64 {
         if installed & (1u64 << signo) != 0 && sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == ours) {
@@ -100,16 +107,38 @@ pub fn stop_on_signal(stopper: &crate::Stopper, signo: i32) -> Status {
     if stopper.is_set() {
         return Status::Stopped;
     }
-    // A stop signal restarts interrupted system calls (the stop reaches waiters through the
-    // stopper itself); if the library already installed it as an interrupt, it stays one.
-    let st = install_with(signo, libc::SA_RESTART);
-    if st != Status::Ok {
-        return st; // refused: not marked as a stop signal either
-    }
-    STOP_SIGNALS.fetch_or(1u64 << signo, Ordering::AcqRel);
     match crate::service::add_signal_stop(signo, std::sync::Arc::clone(&stopper.inner)) {
         Ok(()) => Status::Ok,
         Err(s) => s,
+    }
+}
+
+/// Takes `signo` for stopping (called under the service lock, like `release_stop_signal`, so
+/// a registration and a release never interleave). A stop signal restarts interrupted system
+/// calls (the stop reaches waiters through the stopper itself); if the library already
+/// installed it as an interrupt, it stays one.
+pub(crate) fn take_for_stop(signo: i32) -> Status {
+    let st = install_with(signo, libc::SA_RESTART);
+    if st == Status::Ok {
+        STOP_SIGNALS.fetch_or(1u64 << signo, Ordering::AcqRel);
+    }
+    st // refused: not marked as a stop signal either
+}
+
+/// Called by the service thread once no stop-on-signal registration is left for `signo`: the
+/// signal goes back to its default disposition (unless it is also an interrupt signal), so a
+/// second SIGTERM ends the process as it would have without the library.
+pub(crate) fn release_stop_signal(signo: i32) {
+    let _g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let bit = 1u64 << signo;
+    STOP_SIGNALS.fetch_and(!bit, Ordering::AcqRel);
+    if INTERRUPT_SIGNALS.load(Ordering::Acquire) & bit != 0 {
+        return;
+    }
+    if sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == sys::noop_handler_address())
+        && sys::sigaction_set(signo, libc::SIG_DFL, 0).is_ok()
+    {
+        INSTALLED.fetch_and(!bit, Ordering::AcqRel);
     }
 }
 

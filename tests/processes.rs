@@ -135,6 +135,25 @@ fn child_entry() {
             drop(held);
             i32::from(!(refused && !left_behind && again))
         }
+        // After the stop on SIGTERM, the signal is given back: a second SIGTERM ends us.
+        "signal-twice" => {
+            let s = Stopper::new();
+            assert_eq!(stopper::stop_on_signal(&s, libc::SIGTERM), Status::Ok);
+            // SAFETY: signalling ourselves.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            assert_eq!(s.wait(Some(Duration::from_secs(10))), Wait::Stopped);
+            let given_back = common::eventually(Duration::from_secs(5), || {
+                // SAFETY: querying a disposition.
+                let mut a: libc::sigaction = unsafe { std::mem::zeroed() };
+                unsafe { libc::sigaction(libc::SIGTERM, std::ptr::null(), &mut a) };
+                a.sa_sigaction == libc::SIG_DFL
+            });
+            assert!(given_back, "SIGTERM still has the library's handler");
+            // SAFETY: signalling ourselves; the default action ends the process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            std::thread::sleep(Duration::from_secs(5));
+            0 // not reached when the signal ended us
+        }
         other => panic!("unknown child mode {other}"),
     };
     std::process::exit(code);
@@ -171,6 +190,12 @@ fn a_forked_child_runs_its_own_callbacks_for_shared_stoppers() {
 fn past_the_limit_open_fails_with_emfile_and_creates_nothing() {
     let st = child("emfile", &unique("emfile")).wait().unwrap();
     assert!(st.success(), "{st:?}");
+}
+
+#[test]
+fn a_second_sigterm_after_a_stop_on_signal_ends_the_process() {
+    let st = child("signal-twice", "").wait().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGTERM), "{st:?}");
 }
 
 #[test]
