@@ -6,6 +6,8 @@
 //! stale id (its slot reused) never matches because the sequence differs.
 
 const NIL: u32 = u32::MAX;
+/// Slots kept allocated when the slab empties.
+const KEEP: usize = 8;
 
 struct Slot<T> {
     id: u64,
@@ -120,10 +122,15 @@ impl<T> OrderedSlab<T> {
         let v = s.value.take().expect("linked slot holds a value");
         self.len -= 1;
         if self.len == 0 {
-            // Nothing live: give the memory back, so a stopper that once held many entries
-            // does not keep their slots for good.
-            self.slots = Vec::new();
-            self.free = Vec::new();
+            // Nothing live: forget the slots. Give the memory back when it is large, so a
+            // stopper that once held many entries does not keep their slots for good; keep a
+            // small one, so register/unregister cycles on an idle stopper do not allocate.
+            self.slots.clear();
+            self.free.clear();
+            if self.slots.capacity() > KEEP {
+                self.slots.shrink_to(KEEP);
+                self.free.shrink_to(KEEP);
+            }
             self.head = NIL;
             self.tail = NIL;
         } else {
@@ -169,6 +176,13 @@ mod tests {
         }
         assert!(s.slots.len() <= 2, "slots grew to {}", s.slots.len());
         assert_eq!(s.remove(keep), Some(0));
-        assert_eq!(s.slots.capacity(), 0);
+        assert!(s.slots.capacity() <= KEEP);
+        // Many live entries, then none: the large allocation is given back.
+        let ids: Vec<u64> = (0..10_000).map(|i| s.push(i)).collect();
+        assert!(s.slots.capacity() >= 10_000);
+        for id in ids {
+            s.remove(id);
+        }
+        assert!(s.slots.capacity() <= KEEP, "kept {} slots", s.slots.capacity());
     }
 }
