@@ -102,6 +102,12 @@ static inline bool stopper_flag_is_set(const uint8_t *flag) {
 #define STOPPER_REASON_SIGNAL 3
 
 /**
+ * The largest capacity of a bounded channel: its slots are allocated up front. Beyond it, use
+ * an unbounded channel (capacity 0), which allocates as it grows.
+ */
+#define STOPPER_CHAN_MAX_CAPACITY 16777216
+
+/**
  * The most shared stoppers one process can have open at once; one more makes
  * `stopper_open_shared` return NULL with `errno` = `EMFILE`.
  */
@@ -182,7 +188,8 @@ int32_t stopper_unregister(struct stopper *s, uint64_t id);
 
 /**
  * Creates a channel holding at most `capacity` items (0: unbounded). The caller owns the
- * returned reference (release it with `stopper_chan_release`).
+ * returned reference (release it with `stopper_chan_release`). Returns NULL with `errno` =
+ * `EINVAL` when `capacity` exceeds `STOPPER_CHAN_MAX_CAPACITY`.
  */
 struct stopper_chan *stopper_chan_new(size_t capacity);
 

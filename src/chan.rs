@@ -16,6 +16,10 @@ use crate::status::Status;
 use crate::stopper::Stopper;
 use crate::sys;
 
+/// The largest capacity of a bounded channel (its slots are allocated up front); beyond it,
+/// use an unbounded channel (capacity 0), which allocates as it grows.
+pub const MAX_CAPACITY: usize = 1 << 24;
+
 /// A stoppable MPMC queue of `u64` (bounded, or unbounded with capacity 0).
 pub struct Channel {
     tx: Sender<u64>,
@@ -30,8 +34,18 @@ fn instant_of(deadline: Option<u64>) -> Option<Instant> {
 }
 
 impl Channel {
+    /// A channel holding at most `capacity` items; 0 means unbounded. `None` past
+    /// [`MAX_CAPACITY`] (a bounded channel allocates its slots up front).
+    pub fn with_capacity(capacity: usize) -> Option<Channel> {
+        (capacity <= MAX_CAPACITY).then(|| Channel::new(capacity))
+    }
+
     /// A channel holding at most `capacity` items; 0 means unbounded.
+    ///
+    /// # Panics
+    /// When `capacity` exceeds [`MAX_CAPACITY`] (see [`Channel::with_capacity`]).
     pub fn new(capacity: usize) -> Channel {
+        assert!(capacity <= MAX_CAPACITY, "channel capacity {capacity} exceeds {MAX_CAPACITY}");
         let (tx, rx) = if capacity == 0 { crossbeam_channel::unbounded() } else { crossbeam_channel::bounded(capacity) };
         let (close_tx, close_rx) = crossbeam_channel::bounded(0);
         Channel { tx, rx, closed: AtomicBool::new(false), close_tx: Mutex::new(Some(close_tx)), close_rx }

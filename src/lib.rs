@@ -40,7 +40,7 @@ mod sync;
 mod sys;
 mod workers;
 
-pub use chan::Channel;
+pub use chan::{Channel, MAX_CAPACITY as CHANNEL_MAX_CAPACITY};
 pub use fdwait::wait_fd;
 pub use process::watch_process;
 pub use shared::{open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED};

@@ -2,8 +2,10 @@
 //! indices), are removed by id in O(1), and freed slots are reused, so a long-lived stopper's
 //! memory follows the number of live entries, not the number ever added.
 //!
-//! Ids are `sequence << 32 | (slot + 1)`: nonzero, unique per slab for 2^32 insertions, and a
-//! stale id (its slot reused) never matches because the sequence differs.
+//! Ids are `generation << 32 | (slot + 1)`, where a slot's generation counts its uses: nonzero,
+//! unique per slab, a stale id (its slot reused) never matches, and whether an id was ever
+//! issued is exact (generations are kept when the slots are given back: 4 bytes per slot at the
+//! high-water mark).
 
 const NIL: u32 = u32::MAX;
 /// Slots kept allocated when the slab empties.
@@ -21,27 +23,27 @@ pub struct OrderedSlab<T> {
     free: Vec<u32>,
     head: u32,
     tail: u32,
-    seq: u32,
+    /// Uses of each slot so far (its last generation); never shrinks.
+    gens: Vec<u32>,
     len: usize,
 }
 
 impl<T> Default for OrderedSlab<T> {
     fn default() -> Self {
-        OrderedSlab { slots: Vec::new(), free: Vec::new(), head: NIL, tail: NIL, seq: 0, len: 0 }
+        OrderedSlab { slots: Vec::new(), free: Vec::new(), head: NIL, tail: NIL, gens: Vec::new(), len: 0 }
     }
 }
 
 impl<T> OrderedSlab<T> {
     /// Whether `id` has ever been handed out by this slab (it may since have been removed).
     pub fn was_issued(&self, id: u64) -> bool {
-        let seq = (id >> 32) as u32;
-        let slot = id & 0xffff_ffff;
-        seq != 0 && seq <= self.seq && slot >= 1
+        let gen = (id >> 32) as u32;
+        let slot = (id & 0xffff_ffff) as usize;
+        slot >= 1 && gen >= 1 && self.gens.get(slot - 1).is_some_and(|&g| gen <= g)
     }
 
     /// Appends `value` at the end of the order; returns its id.
     pub fn push(&mut self, value: T) -> u64 {
-        self.seq = self.seq.wrapping_add(1).max(1);
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -49,7 +51,12 @@ impl<T> OrderedSlab<T> {
                 (self.slots.len() - 1) as u32
             }
         };
-        let id = (u64::from(self.seq) << 32) | u64::from(idx + 1);
+        if idx as usize == self.gens.len() {
+            self.gens.push(0);
+        }
+        let gen = &mut self.gens[idx as usize];
+        *gen = gen.wrapping_add(1).max(1);
+        let id = (u64::from(*gen) << 32) | u64::from(idx + 1);
         let tail = self.tail;
         {
             let s = &mut self.slots[idx as usize];
@@ -164,6 +171,9 @@ mod tests {
         assert_eq!(s.pop_front(), None);
         assert!(s.was_issued(d) && !s.was_issued(0) && !s.was_issued(u64::MAX));
         assert!(s.was_issued(a), "an id stays 'issued' after the slab emptied");
+        // Exact: an id of the right shape that was never handed out is not "issued".
+        assert!(!s.was_issued((1u64 << 32) | 9), "slot 9 was never used");
+        assert!(!s.was_issued((7u64 << 32) | 1), "slot 1 was not used 7 times");
     }
 
     #[test]

@@ -424,7 +424,11 @@ impl Inner {
     pub(crate) fn unregister(&self, id: u64) -> Status {
         let me = crate::sync::thread_key();
         let Some(mut g) = self.lock_existing() else { return Status::Inval };
-        if g.callbacks.remove(id).is_some() {
+        if let Some(action) = g.callbacks.remove(id) {
+            // Dropped with no lock held: a closure may own something (a child of this very
+            // stopper, say) whose drop takes this lock.
+            drop(g);
+            drop(action);
             return Status::Ok;
         }
         if !g.callbacks.was_issued(id) {

@@ -5,11 +5,32 @@ use std::sync::Arc;
 use super::{borrow_chan, boundary, deadline, put, stopper, stopper_chan, STOPPER_EINVAL, STOPPER_OK};
 use crate::Channel;
 
+/// The largest capacity of a bounded channel: its slots are allocated up front. Beyond it, use
+/// an unbounded channel (capacity 0), which allocates as it grows.
+pub const STOPPER_CHAN_MAX_CAPACITY: usize = 16777216;
+
 /// Creates a channel holding at most `capacity` items (0: unbounded). The caller owns the
-/// returned reference (release it with `stopper_chan_release`).
+/// returned reference (release it with `stopper_chan_release`). Returns NULL with `errno` =
+/// `EINVAL` when `capacity` exceeds `STOPPER_CHAN_MAX_CAPACITY`.
 #[no_mangle]
 pub extern "C" fn stopper_chan_new(capacity: usize) -> *mut stopper_chan {
-    boundary!({ Arc::into_raw(Arc::new(Channel::new(capacity))) as *mut stopper_chan })
+    boundary!({
+        match Channel::with_capacity(capacity) {
+            Some(c) => Arc::into_raw(Arc::new(c)) as *mut stopper_chan,
+            None => {
+                crate::sys::set_errno(libc::EINVAL);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_header_limit_is_the_core_limit() {
+        assert_eq!(super::STOPPER_CHAN_MAX_CAPACITY, crate::chan::MAX_CAPACITY);
+    }
 }
 
 /// Adds a reference to `c` and returns `c` (NULL gives NULL).

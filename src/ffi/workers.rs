@@ -28,8 +28,8 @@ pub struct stopper_hook {
 pub type stopper_thread_fn = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 
 unsafe fn call_c_hook(ctx: usize, data: usize, tid: u64, reason: i32) {
-    // SAFETY: `ctx` was made from a non-null `stopper_interrupt_fn` in `stopper_enter`.
-    let f: unsafe extern "C" fn(*mut c_void, u64, i32) = unsafe { std::mem::transmute(ctx) };
+    // SAFETY: `ctx` (its provenance exposed) was made from a non-null `stopper_interrupt_fn` in `stopper_enter`.
+    let f: unsafe extern "C" fn(*mut c_void, u64, i32) = unsafe { std::mem::transmute(std::ptr::with_exposed_provenance::<()>(ctx)) };
     // SAFETY: the C caller entered with this hook; it is valid until the worker exits.
     unsafe { f(data as *mut c_void, tid, reason) }
 }
@@ -50,7 +50,7 @@ pub extern "C" fn stopper_enter(s: *mut stopper, hook: *const stopper_hook) -> i
             let h = unsafe { &*hook };
             let Some(f) = h.func else { return STOPPER_EINVAL };
             Some(Hook {
-                func: HookFn::Raw(RawFn { call: call_c_hook, ctx: f as usize, data: h.data as usize }),
+                func: HookFn::Raw(RawFn { call: call_c_hook, ctx: (f as *const ()).expose_provenance(), data: h.data as usize }),
                 repeat_ns: h.repeat_ns,
             })
         };
