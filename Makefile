@@ -59,7 +59,7 @@ $(STOPPER_VENV)/.ok: bindings/python/requirements-dev.txt
 	@touch $@
 
 # ---------------------------------------------------------------- tests
-test: test-rust test-loom test-header test-c test-cpp test-python test-unload test-install bench-smoke
+test: test-rust test-loom test-header test-c test-cpp test-python test-unload test-install test-reliability bench-smoke
 	@echo "make test: all suites passed"
 
 test-rust:
