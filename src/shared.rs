@@ -22,7 +22,7 @@ use crate::stopper::{Inner, SharedCell, Stopper, STOPPED, WAITERS};
 use crate::sys;
 
 const MAGIC: [u8; 8] = *b"stopper\x01";
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 const READY: u32 = 0x5245_4459; // "READ(Y)"
 /// The most shared stoppers one process can have open at once (one `futex_waitv` call).
 pub const MAX_OPEN_SHARED: usize = 127;
@@ -176,6 +176,7 @@ fn open_existing(path: &CString, len: usize) -> Result<(OwnedFd, Mapping), Statu
             && (*p).size as usize == std::mem::size_of::<Page>()
             && (*p).shared.cell.word.load(Ordering::Acquire) & !(STOPPED | WAITERS) == 0
             && (*p).shared.watch.load(Ordering::Acquire) <= 1
+            && (*p).shared.flag.load(Ordering::Acquire) <= 1
     };
     if !ok {
         return Err(refuse());

@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::sync::{futex, AtomicI32, AtomicU32, Condvar, Mutex, MutexGuard};
+use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Condvar, Mutex, MutexGuard};
 
 use crate::slab::OrderedSlab;
 use crate::status::Status;
@@ -32,11 +32,9 @@ pub(crate) const STOPPED: u32 = 1;
 /// A thread may be asleep on the state word: the stop must issue a futex wake.
 pub(crate) const WAITERS: u32 = 1 << 8;
 
-const ACTIONS_IDLE: u32 = 0;
-const ACTIONS_RUNNING: u32 = 1;
-const ACTIONS_DONE: u32 = 2;
-/// Or-ed in by a thread sleeping until the actions are done.
-const ACTIONS_WAITED: u32 = 4;
+const ACTIONS_IDLE: u8 = 0;
+const ACTIONS_RUNNING: u8 = 1;
+const ACTIONS_DONE: u8 = 2;
 
 /// The two words every process sharing a stopper must see: in the stopper itself, or in a
 /// shared-memory page for a shared stopper.
@@ -55,7 +53,9 @@ pub(crate) struct SharedCell {
     pub(crate) cell: Cell,
     /// 0 until stopped, then 1 (set after the flag).
     pub(crate) watch: AtomicU32,
-    _reserved: u32,
+    /// The stop flag of every process (what `stopper_flag` exposes for a shared stopper).
+    pub(crate) flag: AtomicU8,
+    _reserved: [u8; 3],
 }
 
 /// A callback as C gives it: a function and its context, stored without allocation. The core
@@ -122,13 +122,17 @@ pub struct Inner {
     /// `None`: the cell is `local`; `Some`: it lives in a shared mapping.
     shared_cell: Option<NonNull<SharedCell>>,
     local: Cell,
+    /// The stop flag byte of a local stopper (what `stopper_flag` exposes): its own memory
+    /// location, written once by the stop, so that readers' one-byte atomic loads never overlap
+    /// the wider atomics on the futex word (a mixed-size access the memory model forbids).
+    local_flag: AtomicU8,
     slow: Mutex<Option<Box<Slow>>>,
     pub(crate) cv: Condvar,
     /// This process's side of the stop (wakers, children, fd, hooks, callbacks): `IDLE`,
-    /// `RUNNING`, `DONE`, plus `DONE_WAITED` when a thread sleeps until it is done. For a shared
-    /// stopper the stop may come from another process: exactly one thread of this process
-    /// runs them — the local winner if there is one, else the watcher.
-    actions: AtomicU32,
+    /// `RUNNING`, `DONE`. For a shared stopper the stop may come from another process: exactly
+    /// one thread of this process runs them — the local winner if there is one, else the
+    /// watcher; a losing `stop` waits for `DONE` on `cv`.
+    actions: AtomicU8,
 }
 
 // SAFETY: `shared_cell` points into a shared mapping kept alive by `slow.backing`, which holds
@@ -159,9 +163,10 @@ impl Inner {
         Arc::new(Inner {
             shared_cell,
             local: Cell::default(),
+            local_flag: AtomicU8::new(0),
             slow: Mutex::new(None),
             cv: Condvar::new(),
-            actions: AtomicU32::new(ACTIONS_IDLE),
+            actions: AtomicU8::new(ACTIONS_IDLE),
         })
     }
 
@@ -179,9 +184,19 @@ impl Inner {
         self.shared_cell.is_some()
     }
 
+    /// The stop flag byte: its own location, shared with other processes for a shared stopper.
+    #[inline]
+    pub(crate) fn flag(&self) -> &AtomicU8 {
+        match self.shared_cell {
+            None => &self.local_flag,
+            // SAFETY: as in `cell`.
+            Some(p) => unsafe { &p.as_ref().flag },
+        }
+    }
+
     #[inline]
     pub(crate) fn is_set(&self) -> bool {
-        self.cell().word.load(Ordering::Acquire) & STOPPED != 0
+        self.flag().load(Ordering::Acquire) != 0
     }
 
     pub(crate) fn reason(&self) -> i32 {
@@ -304,16 +319,9 @@ impl Inner {
 
     /// Sleeps until this process's stop actions are done (a shared stopper's loser).
     fn wait_stop_actions(&self) {
-        loop {
-            let v = self.actions.load(Ordering::Acquire);
-            if v & !ACTIONS_WAITED == ACTIONS_DONE {
-                return;
-            }
-            if v & ACTIONS_WAITED == 0 {
-                let _ = self.actions.compare_exchange(v, v | ACTIONS_WAITED, Ordering::AcqRel, Ordering::Acquire);
-                continue;
-            }
-            futex::wait(&self.actions, v, None, false);
+        let mut g = self.lock_slow();
+        while self.actions.load(Ordering::Acquire) != ACTIONS_DONE {
+            g = self.cv_wait(g, None).0;
         }
     }
 
@@ -321,6 +329,8 @@ impl Inner {
     /// stopper, then the watchers of every process.
     pub(crate) fn publish_stop(&self) {
         let cell = self.cell();
+        // The flag byte first: a waiter woken by the word then sees it set.
+        self.flag().store(1, Ordering::Release);
         let prev = cell.word.fetch_or(STOPPED, Ordering::AcqRel);
         if prev & WAITERS != 0 {
             futex::wake_all(&cell.word, self.is_shared());
@@ -349,8 +359,13 @@ impl Inner {
     /// thread that took them (`claim` or `run_stop_actions`); marks them done at the end.
     fn do_stop_actions(self: &Arc<Self>, reason: i32) {
         let panic = self.stop_actions_body(reason);
-        if self.actions.swap(ACTIONS_DONE, Ordering::AcqRel) & ACTIONS_WAITED != 0 {
-            futex::wake_all(&self.actions, false);
+        {
+            // Under the lock, so a waiter between its check and its sleep cannot miss it.
+            let g = self.lock();
+            self.actions.store(ACTIONS_DONE, Ordering::Release);
+            if let Some(slow) = g.as_ref() {
+                self.notify(slow);
+            }
         }
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
@@ -680,8 +695,7 @@ impl Stopper {
     /// The address of the stop flag byte (nonzero once stopped), valid while `self` lives.
     #[inline]
     pub fn flag_ptr(&self) -> *const u8 {
-        // Byte 0 of the little-endian state word is the flag.
-        &self.inner.cell().word as *const AtomicU32 as *const u8
+        self.inner.flag() as *const AtomicU8 as *const u8
     }
 
     /// The reason recorded by the stop that won; 0 while running.

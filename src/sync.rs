@@ -4,12 +4,12 @@
 //! The service thread, shared memory and the channel keep std's types and are not modelled.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicI32, AtomicU32};
+pub(crate) use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicI32, AtomicU32};
+pub(crate) use loom::sync::atomic::{AtomicI32, AtomicU32, AtomicU8};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 
