@@ -27,19 +27,13 @@ SKIP=(
 # Tests that reach an open library defect Miri reports (docs/reliability.md); skipped unless
 # MIRI_STRICT=1, so that the rest keeps running. Empty this list when the defect is fixed.
 KNOWN_DEFECT_SKIPS=(
-    # D5: C callbacks/hooks are called through an integer transmuted to a function pointer
-    # (no provenance): UB at src/ffi/callbacks.rs call_c_callback / src/ffi/workers.rs call_c_hook.
-    callbacks_ids_and_null_function             # ffi.rs
-    race_stop_wait_register_unregister          # stress.rs
-    race_unregister_ok_means_never_runs         # stress.rs
-    race_enter_exit_vs_stop_join_with_hooks     # stress.rs
-    ffi_sequences_follow_the_contract           # fuzz_ffi.rs
+    # none open: D5 (C function pointers without provenance) is fixed
 )
 skip_args=()
 for s in "${SKIP[@]}"; do skip_args+=(--skip "$s"); done
 if [ "${MIRI_STRICT:-0}" != 1 ]; then
     for s in "${KNOWN_DEFECT_SKIPS[@]}"; do skip_args+=(--skip "$s"); done
-    echo "miri: skipping ${#KNOWN_DEFECT_SKIPS[@]} tests that reach open defect D5 (MIRI_STRICT=1 runs them)"
+    [ ${#KNOWN_DEFECT_SKIPS[@]} -eq 0 ] || echo "miri: skipping ${#KNOWN_DEFECT_SKIPS[@]} tests that reach an open defect (MIRI_STRICT=1 runs them)"
 fi
 
 say "Miri: unit tests (slab, boundary, layout)"
