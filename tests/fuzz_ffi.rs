@@ -2284,9 +2284,8 @@ mod defects {
     /// codegen, but nothing promises it. Fix: keep the function pointer as a pointer (e.g.
     /// `ctx: *const ()`), or rebuild it with `std::ptr::with_exposed_provenance(ctx)`.
     /// This test passes natively; under Miri it is the reproducer:
-    /// `cargo +nightly miri test --test fuzz_ffi -- --ignored defect_d5`.
+    /// `cargo +nightly miri test --test fuzz_ffi -- defect_d5` (fixed; a regression test).
     #[test]
-    #[cfg_attr(miri, ignore = "defect D5: calling a C callback/hook is UB (no provenance) — run with --ignored under Miri")]
     fn defect_d5_calling_c_callbacks_and_hooks_is_defined_behaviour() {
         static RUNS: AtomicU32 = AtomicU32::new(0);
         let s = stopper_new();
@@ -2310,9 +2309,8 @@ mod defects {
     /// reads) and outside C11's; Miri reports it. Works on x86-64 and AArch64 hardware.
     /// Fix: give the flag a byte of its own that only the stop writes, next to the futex word
     /// that waiters modify. Under Miri this test is the reproducer:
-    /// `cargo +nightly miri test --test fuzz_ffi -- --ignored defect_d6`.
+    /// `cargo +nightly miri test --test fuzz_ffi -- defect_d6` (fixed; a regression test).
     #[test]
-    #[cfg_attr(miri, ignore = "defect D6: the flag byte shares its word with the waiters' CAS (mixed-size race)")]
     fn defect_d6_reading_the_flag_byte_while_a_thread_waits_is_defined() {
         use std::sync::atomic::AtomicU8;
         let s = stopper_new();
