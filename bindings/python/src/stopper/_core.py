@@ -213,6 +213,26 @@ def _deliver(sc: Optional[_Interrupt]) -> None:
         _n.set_async_exc(ts.ident, sc.exc)
 
 
+def _deferring(call: Callable[..., int], *args: Any) -> int:
+    """Runs ``call(*args)``, a native call that may run stop callbacks on this thread (stop,
+    join, on_stop of a stopped stopper): an exception raised into this thread meanwhile is
+    deferred; the caller raises it with :func:`_raise_deferred_now` once its own bookkeeping
+    is done."""
+    ts = _state()
+    ts.in_stop += 1
+    try:
+        return call(*args)
+    finally:
+        ts.in_stop -= 1
+
+
+def _raise_deferred_now() -> None:
+    """Raises what :func:`_deferring` held back, if anything."""
+    ts = _state()
+    if ts.deferred is not None:
+        _raise_deferred(ts)
+
+
 def _raise_deferred(ts: _ThreadState) -> None:
     sc = ts.deferred
     if sc is not None and not ts.in_stop:
@@ -456,14 +476,8 @@ class Stopper:
         asked for it, runs the callbacks (all before returning).  ``reason`` 0 records
         :data:`stopper.REASON_REQUESTED`.  Returns True if this call stopped it."""
         r = _reason_arg(reason)
-        ts = _state()
-        ts.in_stop += 1
-        try:
-            st = _n.stopper_stop(self._h, r)
-        finally:
-            ts.in_stop -= 1
-        if ts.deferred is not None:
-            _raise_deferred(ts)
+        st = _deferring(_n.stopper_stop, self._h, r)
+        _raise_deferred_now()
         if st < 0:
             _n.fail(st, "stopper_stop")
         return st == 1
@@ -650,17 +664,11 @@ class Stopper:
         cb = _Callback(fn, h, self._keys)
         _callbacks[key] = cb
         self._keys.append(key)
-        ts = _state()
-        ts.in_stop += 1
-        try:
-            st = _n.stopper_on_stop(h, _CB_TRAMP, key, byref(cb.id))
-        finally:
-            ts.in_stop -= 1
+        st = _deferring(_n.stopper_on_stop, h, _CB_TRAMP, key, byref(cb.id))
         if st != _n.OK:
             _callbacks.pop(key, None)
             _discard(self._keys, key)
-        if ts.deferred is not None:
-            _raise_deferred(ts)
+        _raise_deferred_now()
         _n.check(st, "stopper_on_stop")
         return StopHandle(self, key, cb, st == _n.OK)
 
@@ -678,14 +686,8 @@ class Stopper:
         """Stops it, then waits until every worker (thread inside it) has exited.  True when
         all exited, False on time-out.  RuntimeError when called by one of its workers."""
         ns = _timeout_ns(timeout)
-        ts = _state()
-        ts.in_stop += 1
-        try:
-            st = _n.stopper_join(self._h, ns)
-        finally:
-            ts.in_stop -= 1
-        if ts.deferred is not None:
-            _raise_deferred(ts)
+        st = _deferring(_n.stopper_join, self._h, ns)
+        _raise_deferred_now()
         return _n.check(st, "stopper_join") == _n.OK
 
     # -- processes
