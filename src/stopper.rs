@@ -705,7 +705,7 @@ impl Stopper {
 
     /// Blocks until stopped, or until `timeout` passes (`None`: no limit).
     pub fn wait(&self, timeout: Option<std::time::Duration>) -> Wait {
-        let deadline = timeout.map(|t| sys::now_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
+        let deadline = sys::deadline_in(timeout);
         self.wait_deadline(deadline)
     }
 

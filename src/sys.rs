@@ -21,6 +21,11 @@ pub fn deadline_after(timeout_ns: i64) -> Option<u64> {
     }
 }
 
+/// An absolute deadline on the monotonic clock from a relative `Duration`; `None` = no limit.
+pub fn deadline_in(timeout: Option<std::time::Duration>) -> Option<u64> {
+    timeout.map(|t| now_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64))
+}
+
 fn timespec_of(ns: u64) -> libc::timespec {
     libc::timespec {
         tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,

@@ -164,7 +164,7 @@ impl Stopper {
 
     /// [`Stopper::join_deadline`] with a relative limit (`None`: no limit).
     pub fn join(&self, timeout: Option<std::time::Duration>) -> Status {
-        let deadline = timeout.map(|t| sys::now_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
+        let deadline = sys::deadline_in(timeout);
         self.join_deadline(deadline)
     }
 
