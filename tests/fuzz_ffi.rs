@@ -19,8 +19,9 @@
 //!
 //! Run: `cargo test --release --test fuzz_ffi` (`PROPTEST_CASES`, default 48, keeps it fast);
 //! `STOPPER_FUZZ_SECS=300` runs batches of cases for that long (`make fuzz`);
-//! `STOPPER_FUZZ_SEED=n` fixes the first seed; `STOPPER_FUZZ_STRICT=1` also generates the
-//! scenarios of the known library defects listed in `docs/reliability.md` (they then fail).
+//! `STOPPER_FUZZ_SEED=n` fixes the first seed. The defects of `docs/reliability.md` are all
+//! fixed, so the fuzzer expects the contract everywhere; `STOPPER_FUZZ_STRICT=0` would tolerate
+//! the old D2 answer again.
 //! A failing case is shrunk and printed with its seed; nothing is written to disk.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -55,11 +56,10 @@ const LONG_NS: i64 = 60_000_000_000;
 /// A closed descriptor number (poll reports POLLNVAL for it).
 const CLOSED_FD: i32 = 0x3fff_ffff;
 
-/// `STOPPER_FUZZ_STRICT=1`: expect the contract where a known, reported library defect
-/// deviates from it (see `docs/reliability.md`); by default the defect's answer is tolerated
-/// (and counted as `known-D2`), so the suite stays green until it is fixed.
+/// Expect the contract everywhere (the default, since D2 is fixed); `STOPPER_FUZZ_STRICT=0`
+/// tolerates D2's old answer (counted as `known-D2`).
 fn strict() -> bool {
-    std::env::var("STOPPER_FUZZ_STRICT").is_ok_and(|v| v == "1")
+    !std::env::var("STOPPER_FUZZ_STRICT").is_ok_and(|v| v == "0")
 }
 
 /// Tests of this binary share process-wide things (descriptor numbers, the service thread's
@@ -521,6 +521,43 @@ fn track_arc<T: Send + Sync + 'static>(p: *const T) -> Tracker {
     Box::new(move || w.strong_count())
 }
 
+/// The library's callback-id allocation (src/slab.rs), mirrored.
+#[derive(Default, Debug)]
+struct SlotModel {
+    free: Vec<u32>,
+    len: u32,
+    gens: Vec<u32>,
+    live: u32,
+}
+
+impl SlotModel {
+    /// The id the next registration gets.
+    fn push(&mut self) -> u64 {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.len += 1;
+            self.len - 1
+        });
+        if idx as usize == self.gens.len() {
+            self.gens.push(0);
+        }
+        let g = &mut self.gens[idx as usize];
+        *g = g.wrapping_add(1).max(1);
+        self.live += 1;
+        (u64::from(*g) << 32) | u64::from(idx + 1)
+    }
+
+    /// A registration left the list (unregistered, or run by the stop).
+    fn remove(&mut self, id: u64) {
+        self.live -= 1;
+        if self.live == 0 {
+            self.free.clear();
+            self.len = 0;
+        } else {
+            self.free.push((id & 0xffff_ffff) as u32 - 1);
+        }
+    }
+}
+
 struct Obj {
     name: String,
     ptr: usize,
@@ -533,10 +570,13 @@ struct Obj {
     parents: Vec<usize>,
     children: Vec<usize>,
     issued: BTreeSet<u64>,
-    /// Callbacks pushed into the library's list (its id sequence).
+    /// Callbacks pushed into the library's list.
     pushes: u64,
-    /// Sequences of ids registered with `id == NULL` (the test never saw them).
-    unknown_seqs: BTreeSet<u64>,
+    /// The callback list's ids, as the library hands them out (`generation << 32 | slot + 1`):
+    /// slots reused last-freed first, forgotten when the list empties, a generation per slot
+    /// that only grows. So the model knows every id, also of a callback registered with
+    /// `id == NULL`, and checks each id the library returns.
+    slots: SlotModel,
     registered: Vec<(u64, usize)>,
     fd: Option<i32>,
     dead: bool,
@@ -558,7 +598,6 @@ struct CbModel {
     owner: usize,
     target: Option<usize>,
     id_known: bool,
-    unknown_seq: u64,
     reg_order: u64,
     expect_runs: u32,
     expect_tid: Option<u64>,
@@ -743,7 +782,7 @@ impl World {
             children: Vec::new(),
             issued: BTreeSet::new(),
             pushes: 0,
-            unknown_seqs: BTreeSet::new(),
+            slots: SlotModel::default(),
             registered: Vec::new(),
             fd: None,
             dead: false,
@@ -809,6 +848,7 @@ impl World {
             }
         }
         let regs = std::mem::take(&mut self.objs[o].registered);
+        self.objs[o].slots = SlotModel { gens: std::mem::take(&mut self.objs[o].slots.gens), ..SlotModel::default() };
         for (_, cb) in regs {
             self.cbm[cb].expect_runs = 1;
             self.cbm[cb].expect_reason = reason;
@@ -1319,19 +1359,16 @@ impl World {
         } else {
             check!(self, r[0] == i64::from(STOPPER_OK), "on_stop returned {}", r[0]);
             self.objs[o].pushes += 1;
-            if null_id {
-                // The library issued an id the test never sees; only its sequence is known.
-                let seq = self.objs[o].pushes;
-                self.objs[o].unknown_seqs.insert(seq);
-                self.cbm[idx].unknown_seq = seq;
-                self.objs[o].registered.push((0, idx));
-            } else {
+            let predicted = self.objs[o].slots.push();
+            if !null_id {
                 let id = r[1] as u64;
                 check!(self, id != 0 && !self.objs[o].issued.contains(&id), "on_stop returned id {id:#x}: zero or reused");
-                self.objs[o].issued.insert(id);
+                check!(self, id == predicted, "on_stop returned id {id:#x}, the model expected {predicted:#x}");
                 self.issued_all.push(id);
-                self.objs[o].registered.push((id, idx));
             }
+            // With `id == NULL` the test never sees it, but the model knows it.
+            self.objs[o].issued.insert(predicted);
+            self.objs[o].registered.push((predicted, idx));
         }
     }
 
@@ -1361,21 +1398,6 @@ impl World {
         };
         let stopped = self.objs[o].stopped.is_some();
         let issued = id != 0 && self.objs[o].issued.contains(&id);
-        let seq = id >> 32;
-        if id != 0 && !issued && (id & 0xffff_ffff) >= 1 && self.objs[o].unknown_seqs.contains(&seq) {
-            // Maybe the id of a callback registered with `id` NULL: either answer is right.
-            if !stopped && r[0] == i64::from(STOPPER_OK) {
-                if let Some(pos) = self.objs[o].registered.iter().position(|&(i, cb)| i == 0 && self.cbm[cb].unknown_seq == seq) {
-                    self.objs[o].registered.remove(pos);
-                }
-                self.objs[o].unknown_seqs.remove(&seq);
-                self.objs[o].issued.insert(id);
-                return;
-            }
-            let fine = if stopped { [STOPPER_STOPPED, STOPPER_EINVAL] } else { [STOPPER_EINVAL, STOPPER_EINVAL] };
-            check!(self, fine.iter().any(|&f| r[0] == i64::from(f)), "unregister({id:#x}) returned {}", r[0]);
-            return;
-        }
         let expect = if id == 0 || !issued {
             // Known defect D2: a never-issued id shaped like one (sequence within the ids the
             // stopper issued) gets STOPPED instead of EINVAL once stopped.
@@ -1391,6 +1413,7 @@ impl World {
             STOPPER_STOPPED
         } else if let Some(pos) = self.objs[o].registered.iter().position(|&(i, _)| i == id) {
             let (_, cb) = self.objs[o].registered.remove(pos);
+            self.objs[o].slots.remove(id);
             // It never runs now; the references it holds are released at the end.
             let _ = cb;
             STOPPER_OK
@@ -1586,6 +1609,8 @@ impl World {
             Some(_) if !running => check!(self, r[0] == i64::from(STOPPER_STOPPED), "stop_after on a stopped stopper = {}", r[0]),
             Some(o) => {
                 check!(self, r[0] == i64::from(STOPPER_OK), "stop_after = {}", r[0]);
+                let predicted = self.objs[o].slots.push();
+                check!(self, r[1] as u64 == predicted, "on_stop (sentinel) returned id {:#x}, the model expected {predicted:#x}", r[1]);
                 self.objs[o].issued.insert(r[1] as u64);
                 self.objs[o].pushes += 1;
                 self.issued_all.push(r[1] as u64);
