@@ -19,7 +19,7 @@ export STOPPER_PYTHON := $(STOPPER_VENV)/bin/python
 RELEASE_SO := target/release/libstopper.so
 LIB_SO     := build/lib/libstopper.so.$(VERSION)
 
-.PHONY: test-install test-unload check-loom test-loom bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
+.PHONY: test-lint test-install test-unload check-loom test-loom bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
         install uninstall clean venv check-header
 
 all: build
@@ -59,8 +59,15 @@ $(STOPPER_VENV)/.ok: bindings/python/requirements-dev.txt
 	@touch $@
 
 # ---------------------------------------------------------------- tests
-test: test-rust test-loom test-header test-c test-cpp test-python test-unload test-install test-reliability bench-smoke
+test: test-lint test-rust test-loom test-header test-c test-cpp test-python test-unload test-install test-reliability bench-smoke
 	@echo "make test: all suites passed"
+
+# Hygiene gates: formatting, clippy on every target with warnings as errors, rustdoc with
+# warnings as errors (broken intra-doc links fail here).
+test-lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
 
 test-rust:
 	$(CARGO) test --release --locked

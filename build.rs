@@ -7,10 +7,20 @@ use std::fs;
 use std::path::PathBuf;
 
 fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let major: u32 = env::var("CARGO_PKG_VERSION_MAJOR").unwrap().parse().unwrap();
-    let minor: u32 = env::var("CARGO_PKG_VERSION_MINOR").unwrap().parse().unwrap();
-    let patch: u32 = env::var("CARGO_PKG_VERSION_PATCH").unwrap().parse().unwrap();
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let major: u32 = env::var("CARGO_PKG_VERSION_MAJOR")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let minor: u32 = env::var("CARGO_PKG_VERSION_MINOR")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let patch: u32 = env::var("CARGO_PKG_VERSION_PATCH")
+        .unwrap()
+        .parse()
+        .unwrap();
     let version = env::var("CARGO_PKG_VERSION").unwrap();
 
     // The shared library's SONAME carries the major version.
@@ -20,7 +30,8 @@ fn main() {
     println!("cargo:rerun-if-changed=include/stopper.h");
     println!("cargo:rerun-if-env-changed=STOPPER_UPDATE_HEADER");
 
-    let mut config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     config.after_includes = Some(format!(
         r#"
 /** Version of this header: major, minor, patch, and as a string. */
@@ -42,7 +53,11 @@ static inline bool stopper_flag_is_set(const uint8_t *flag) {{
 "#
     ));
 
-    let generated = match cbindgen::Builder::new().with_crate(&root).with_config(config).generate() {
+    let generated = match cbindgen::Builder::new()
+        .with_crate(&root)
+        .with_config(config)
+        .generate()
+    {
         Ok(b) => {
             let mut out = Vec::new();
             b.write(&mut out);

@@ -30,7 +30,8 @@ pub struct Channel {
 }
 
 fn instant_of(deadline: Option<u64>) -> Option<Instant> {
-    deadline.map(|d| Instant::now() + std::time::Duration::from_nanos(d.saturating_sub(sys::now_ns())))
+    deadline
+        .map(|d| Instant::now() + std::time::Duration::from_nanos(d.saturating_sub(sys::now_ns())))
 }
 
 impl Channel {
@@ -45,10 +46,23 @@ impl Channel {
     /// # Panics
     /// When `capacity` exceeds [`MAX_CAPACITY`] (see [`Channel::with_capacity`]).
     pub fn new(capacity: usize) -> Channel {
-        assert!(capacity <= MAX_CAPACITY, "channel capacity {capacity} exceeds {MAX_CAPACITY}");
-        let (tx, rx) = if capacity == 0 { crossbeam_channel::unbounded() } else { crossbeam_channel::bounded(capacity) };
+        assert!(
+            capacity <= MAX_CAPACITY,
+            "channel capacity {capacity} exceeds {MAX_CAPACITY}"
+        );
+        let (tx, rx) = if capacity == 0 {
+            crossbeam_channel::unbounded()
+        } else {
+            crossbeam_channel::bounded(capacity)
+        };
         let (close_tx, close_rx) = crossbeam_channel::bounded(0);
-        Channel { tx, rx, closed: AtomicBool::new(false), close_tx: Mutex::new(Some(close_tx)), close_rx }
+        Channel {
+            tx,
+            rx,
+            closed: AtomicBool::new(false),
+            close_tx: Mutex::new(Some(close_tx)),
+            close_rx,
+        }
     }
 
     /// Sends `item`: `Ok`, `Stopped` (checked first), `TimedOut` or `Closed`.
@@ -68,7 +82,10 @@ impl Channel {
                 Err(TrySendError::Disconnected(_)) => return Status::Closed,
                 Err(TrySendError::Full(_)) => {}
             }
-            if backoff.is_completed() || stopper.is_some_and(|s| s.is_set()) || self.closed.load(Ordering::Acquire) {
+            if backoff.is_completed()
+                || stopper.is_some_and(|s| s.is_set())
+                || self.closed.load(Ordering::Acquire)
+            {
                 break;
             }
             backoff.snooze();
@@ -122,7 +139,10 @@ impl Channel {
                 Err(TryRecvError::Disconnected) => return Err(Status::Closed),
                 Err(TryRecvError::Empty) => {}
             }
-            if backoff.is_completed() || stopper.is_some_and(|s| s.is_set()) || self.closed.load(Ordering::Acquire) {
+            if backoff.is_completed()
+                || stopper.is_some_and(|s| s.is_set())
+                || self.closed.load(Ordering::Acquire)
+            {
                 break;
             }
             backoff.snooze();
@@ -166,7 +186,10 @@ impl Channel {
     /// Closes the channel: sends fail with `Closed`, receives drain then return `Closed`.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.close_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.close_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     /// Items queued now.

@@ -10,7 +10,12 @@ use crate::sys;
 /// Waits until `fd` is ready for `events` (poll flags); returns poll's `revents`, or
 /// `Err(Stopped)` (checked first, so a busy descriptor never hides a stop), `Err(TimedOut)`,
 /// `Err(Inval)` for a negative fd, `Err(Os)` with `errno` set (`EBADF` for a closed fd).
-pub fn wait_fd(stopper: Option<&Stopper>, fd: RawFd, events: i16, deadline: Option<u64>) -> Result<i16, Status> {
+pub fn wait_fd(
+    stopper: Option<&Stopper>,
+    fd: RawFd,
+    events: i16,
+    deadline: Option<u64>,
+) -> Result<i16, Status> {
     if fd < 0 {
         return Err(Status::Inval);
     }
@@ -25,8 +30,16 @@ pub fn wait_fd(stopper: Option<&Stopper>, fd: RawFd, events: i16, deadline: Opti
     };
     loop {
         let mut fds = [
-            libc::pollfd { fd, events, revents: 0 },
-            libc::pollfd { fd: stop_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stop_fd.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let n = if stop_fd.is_some() { 2 } else { 1 };
         match sys::poll_until(&mut fds[..n], deadline) {
@@ -37,7 +50,11 @@ pub fn wait_fd(stopper: Option<&Stopper>, fd: RawFd, events: i16, deadline: Opti
             }
             Err(_) => return Err(Status::Os),
             Ok(0) => {
-                return Err(if stopped() { Status::Stopped } else { Status::TimedOut });
+                return Err(if stopped() {
+                    Status::Stopped
+                } else {
+                    Status::TimedOut
+                });
             }
             Ok(_) => {
                 if stopped() {

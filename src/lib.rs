@@ -43,7 +43,9 @@ mod workers;
 pub use chan::{Channel, MAX_CAPACITY as CHANNEL_MAX_CAPACITY};
 pub use fdwait::wait_fd;
 pub use process::watch_process;
-pub use shared::{open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED};
+pub use shared::{
+    open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED,
+};
 pub use signal::{install as install_signal, interrupt as interrupt_thread, stop_on_signal};
 pub use status::Status;
 pub use stopper::{wait_any, Callback, RawFn, Stopper, Wait};

@@ -29,7 +29,11 @@ pub(crate) enum Timer {
     /// Stop `target` with `reason` if this deadline is still the armed one.
     Deadline { target: Arc<Inner>, reason: i32 },
     /// Call worker `key`'s hook again.
-    Repeat { target: Arc<Inner>, key: u64, reason: i32 },
+    Repeat {
+        target: Arc<Inner>,
+        key: u64,
+        reason: i32,
+    },
     /// Run a closure (process watching).
     Task(Box<dyn FnOnce() + Send>),
 }
@@ -114,7 +118,7 @@ pub(crate) fn schedule(due: u64, timer: Timer) -> Result<u64, Status> {
         return Err(s);
     }
     drop(st);
-    if earliest.map_or(true, |e| due < e) {
+    if earliest.is_none_or(|e| due < e) {
         kick();
     }
     Ok(id)
@@ -128,7 +132,10 @@ pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Stat
     if taken != Status::Ok {
         return Err(taken);
     }
-    st.signal_stops.push(SignalStop { signo, target: Arc::clone(&target) });
+    st.signal_stops.push(SignalStop {
+        signo,
+        target: Arc::clone(&target),
+    });
     if let Err(s) = ensure_thread(&mut st) {
         let e = st.signal_stops.pop();
         drop(st);
@@ -228,7 +235,9 @@ fn run() {
         if !stop_now.is_empty() {
             // Signals none of the remaining registrations wants any more go back to default.
             let still: u64 = st.signal_stops.iter().fold(0, |m, e| m | 1u64 << e.signo);
-            let done: u64 = stop_now.iter().fold(0, |m, (_, _, signo)| m | 1u64 << signo);
+            let done: u64 = stop_now
+                .iter()
+                .fold(0, |m, (_, _, signo)| m | 1u64 << signo);
             for signo in (1..64).filter(|n| done & !still & (1u64 << n) != 0) {
                 crate::signal::release_stop_signal(signo);
             }
@@ -236,7 +245,8 @@ fn run() {
             drop(st);
             for (target, reason, _) in stop_now {
                 if let Some(r) = reason {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.stop(r)));
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.stop(r)));
                 }
             }
             st = lock();
@@ -272,7 +282,11 @@ fn fire(id: u64, timer: Timer) {
     // A panic in user code must not take the service thread (and every later deadline) down.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || match timer {
         Timer::Deadline { target, reason } => target.deadline_fired(id, reason),
-        Timer::Repeat { target, key, reason } => drop(crate::workers::repeat_hook(&target, key, reason)),
+        Timer::Repeat {
+            target,
+            key,
+            reason,
+        } => drop(crate::workers::repeat_hook(&target, key, reason)),
         Timer::Task(f) => f(),
     }));
 }
@@ -293,7 +307,12 @@ pub fn shutdown() {
         }
         let epoch = EPOCH.load(Ordering::Acquire);
         drop(st);
-        sys::futex_wait(&EPOCH, epoch, Some((sys::now_ns() + 50_000_000).min(deadline)), false);
+        sys::futex_wait(
+            &EPOCH,
+            epoch,
+            Some((sys::now_ns() + 50_000_000).min(deadline)),
+            false,
+        );
     }
     if !st.running {
         if let Some(h) = st.thread.take() {

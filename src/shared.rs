@@ -42,7 +42,9 @@ pub fn validate_shared_name(name: &str) -> bool {
     (1..=200).contains(&name.len())
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
 fn shm_path(name: &str) -> CString {
@@ -84,11 +86,23 @@ fn fstat(fd: &OwnedFd) -> Result<libc::stat, Status> {
 
 fn map(fd: &OwnedFd, len: usize) -> Result<Mapping, Status> {
     // SAFETY: maps `len` bytes of a descriptor we hold, shared, read-write.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
         return Err(os_err());
     }
-    Ok(Mapping { page: NonNull::new(p.cast()).expect("mmap succeeded"), len })
+    Ok(Mapping {
+        page: NonNull::new(p.cast()).expect("mmap succeeded"),
+        len,
+    })
 }
 
 fn refuse() -> Status {
@@ -99,7 +113,13 @@ fn refuse() -> Status {
 /// Creates the object, or returns `None` when it already exists.
 fn create(path: &CString, len: usize) -> Result<Option<(OwnedFd, Mapping)>, Status> {
     // SAFETY: valid C string; the descriptor is owned below.
-    let fd = unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0o600) };
+    let fd = unsafe {
+        libc::shm_open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
     if fd < 0 {
         if std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
             return Ok(None);
@@ -110,7 +130,9 @@ fn create(path: &CString, len: usize) -> Result<Option<(OwnedFd, Mapping)>, Stat
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: plain calls on our descriptor (fchmod: the umask may have narrowed the mode,
     // never widened it; make it exactly 0600).
-    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 || unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0
+        || unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0
+    {
         // SAFETY: removing the object we just created.
         unsafe { libc::shm_unlink(path.as_ptr()) };
         return Err(os_err());
@@ -221,7 +243,9 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
         None => match open_existing(&path, len) {
             Ok(opened) => opened,
             // Unlinked between our create and open: try creating once more.
-            Err(Status::Os) if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) => {
+            Err(Status::Os)
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) =>
+            {
                 create(&path, len)?.ok_or_else(os_err)?
             }
             Err(e) => return Err(e),
@@ -231,7 +255,11 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
     drop(fd); // the mapping stays valid without the descriptor
     let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     reg.retain(|r| r.stopper.strong_count() > 0);
-    if let Some(inner) = reg.iter().find(|r| r.name == name && r.dev == st.st_dev && r.ino == st.st_ino).and_then(|r| r.stopper.upgrade()) {
+    if let Some(inner) = reg
+        .iter()
+        .find(|r| r.name == name && r.dev == st.st_dev && r.ino == st.st_ino)
+        .and_then(|r| r.stopper.upgrade())
+    {
         return Ok(Stopper { inner }); // `mapping` (a second view of the same page) is dropped
     }
     if reg.len() >= MAX_OPEN_SHARED {
@@ -239,9 +267,15 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
         return Err(Status::Os);
     }
     // SAFETY: the page outlives the stopper, which owns the mapping (`backing`).
-    let cell = unsafe { NonNull::new_unchecked(std::ptr::addr_of_mut!((*mapping.page.as_ptr()).shared)) };
+    let cell =
+        unsafe { NonNull::new_unchecked(std::ptr::addr_of_mut!((*mapping.page.as_ptr()).shared)) };
     let stopper = Stopper::with_cell(cell, Box::new(mapping));
-    reg.push(Registered { name: name.to_string(), dev: st.st_dev, ino: st.st_ino, stopper: Arc::downgrade(&stopper.inner) });
+    reg.push(Registered {
+        name: name.to_string(),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        stopper: Arc::downgrade(&stopper.inner),
+    });
     drop(reg);
     // A stop whose process died between recording the reason and setting the flag: finish it.
     if stopper.inner.cell().reason.load(Ordering::Acquire) != 0 && !stopper.is_set() {
@@ -250,7 +284,9 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
     watcher::watch(&stopper.inner);
     // Already stopped by another process before we watched: run our side now.
     if stopper.is_set() {
-        stopper.inner.run_stop_actions(stopper.inner.cell().reason.load(Ordering::Acquire));
+        stopper
+            .inner
+            .run_stop_actions(stopper.inner.cell().reason.load(Ordering::Acquire));
     }
     Ok(stopper)
 }
@@ -281,10 +317,17 @@ pub(crate) fn forget(inner: *const Inner) {
 }
 
 /// The watcher did not come along into a forked child: set when it must be restarted there.
-static WATCHER_AFTER_FORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static WATCHER_AFTER_FORK: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The registry's and the watcher's locks, held by the forking thread across `fork`.
+type ForkGuards = (
+    std::sync::MutexGuard<'static, Vec<Registered>>,
+    std::sync::MutexGuard<'static, watcher::State>,
+);
 
 thread_local! {
-    static FORK_GUARDS: std::cell::RefCell<Option<(std::sync::MutexGuard<'static, Vec<Registered>>, std::sync::MutexGuard<'static, watcher::State>)>> =
+    static FORK_GUARDS: std::cell::RefCell<Option<ForkGuards>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -335,7 +378,11 @@ mod watcher {
     // SAFETY: the raw pointers are only compared, never dereferenced.
     unsafe impl Send for State {}
 
-    static STATE: Mutex<State> = Mutex::new(State { list: Vec::new(), running: false, thread: None });
+    static STATE: Mutex<State> = Mutex::new(State {
+        list: Vec::new(),
+        running: false,
+        thread: None,
+    });
     /// Bumped and woken when the list changes.
     static EPOCH: AtomicU32 = AtomicU32::new(0);
 
@@ -384,7 +431,11 @@ mod watcher {
         if let Some(h) = st.thread.take() {
             let _ = h.join();
         }
-        if let Ok(h) = std::thread::Builder::new().name("stopper-watch".into()).stack_size(256 * 1024).spawn(run) {
+        if let Ok(h) = std::thread::Builder::new()
+            .name("stopper-watch".into())
+            .stack_size(256 * 1024)
+            .spawn(run)
+        {
             st.running = true;
             st.thread = Some(h);
         }
@@ -425,7 +476,12 @@ mod watcher {
                     stopped.push(inner);
                     continue;
                 }
-                waiters.push(sys::FutexWaitv { val: 0, uaddr: watch as *const _ as u64, flags: sys::FUTEX2_SIZE_U32, reserved: 0 });
+                waiters.push(sys::FutexWaitv {
+                    val: 0,
+                    uaddr: watch as *const _ as u64,
+                    flags: sys::FUTEX2_SIZE_U32,
+                    reserved: 0,
+                });
                 // `inner` drops here; if it was the last reference, its drop calls `forget`,
                 // which changes the epoch, so the wait below returns at once.
             }
@@ -438,7 +494,9 @@ mod watcher {
                         let mut st = STATE.lock().unwrap_or_else(|e| e.into_inner());
                         st.list.retain(|(p, _)| !std::ptr::eq(*p, ptr));
                     }
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.run_stop_actions(reason)));
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        inner.run_stop_actions(reason)
+                    }));
                 }
                 continue;
             }

@@ -90,7 +90,9 @@ pub(crate) fn uninstall_all() {
     INTERRUPT_SIGNALS.store(0, Ordering::Release);
     let ours = sys::noop_handler_address();
     for signo in 1..64 {
-        if installed & (1u64 << signo) != 0 && sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == ours) {
+        if installed & (1u64 << signo) != 0
+            && sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == ours)
+        {
             let _ = sys::sigaction_set(signo, libc::SIG_DFL, 0);
         }
     }

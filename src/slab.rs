@@ -30,7 +30,14 @@ pub struct OrderedSlab<T> {
 
 impl<T> Default for OrderedSlab<T> {
     fn default() -> Self {
-        OrderedSlab { slots: Vec::new(), free: Vec::new(), head: NIL, tail: NIL, gens: Vec::new(), len: 0 }
+        OrderedSlab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            gens: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -47,7 +54,12 @@ impl<T> OrderedSlab<T> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { id: 0, prev: NIL, next: NIL, value: None });
+                self.slots.push(Slot {
+                    id: 0,
+                    prev: NIL,
+                    next: NIL,
+                    value: None,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -170,10 +182,16 @@ mod tests {
         assert_eq!(s.pop_front(), Some((d, 'd')));
         assert_eq!(s.pop_front(), None);
         assert!(s.was_issued(d) && !s.was_issued(0) && !s.was_issued(u64::MAX));
-        assert!(s.was_issued(a), "an id stays 'issued' after the slab emptied");
+        assert!(
+            s.was_issued(a),
+            "an id stays 'issued' after the slab emptied"
+        );
         // Exact: an id of the right shape that was never handed out is not "issued".
         assert!(!s.was_issued((1u64 << 32) | 9), "slot 9 was never used");
-        assert!(!s.was_issued((7u64 << 32) | 1), "slot 1 was not used 7 times");
+        assert!(
+            !s.was_issued((7u64 << 32) | 1),
+            "slot 1 was not used 7 times"
+        );
     }
 
     #[test]
@@ -193,6 +211,10 @@ mod tests {
         for id in ids {
             s.remove(id);
         }
-        assert!(s.slots.capacity() <= KEEP, "kept {} slots", s.slots.capacity());
+        assert!(
+            s.slots.capacity() <= KEEP,
+            "kept {} slots",
+            s.slots.capacity()
+        );
     }
 }

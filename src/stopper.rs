@@ -149,7 +149,11 @@ impl Drop for Inner {
         }
         // Unlink from the parents, so that a long-lived parent does not keep an entry per
         // child ever created.
-        let slow = self.slow.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let slow = self
+            .slow
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(mut slow) = slow {
             for (parent, id) in slow.parents.drain(..) {
                 parent.lock().as_mut().map(|p| p.children.remove(id));
@@ -223,7 +227,11 @@ impl Inner {
     }
 
     /// Waits on `cv` (keeping `cv_waiters` right); returns the guard and whether it timed out.
-    pub(crate) fn cv_wait<'a>(&'a self, mut g: SlowGuard<'a>, deadline: Option<u64>) -> (SlowGuard<'a>, bool) {
+    pub(crate) fn cv_wait<'a>(
+        &'a self,
+        mut g: SlowGuard<'a>,
+        deadline: Option<u64>,
+    ) -> (SlowGuard<'a>, bool) {
         g.cv_waiters += 1;
         let (inner, timed_out) = match deadline {
             None => (self.cv.wait(g.0).unwrap_or_else(|e| e.into_inner()), false),
@@ -233,7 +241,10 @@ impl Inner {
                     (g.0, true)
                 } else {
                     let dur = std::time::Duration::from_nanos(d - now);
-                    let (g, r) = self.cv.wait_timeout(g.0, dur).unwrap_or_else(|e| e.into_inner());
+                    let (g, r) = self
+                        .cv
+                        .wait_timeout(g.0, dur)
+                        .unwrap_or_else(|e| e.into_inner());
                     (g, r.timed_out())
                 }
             }
@@ -261,7 +272,12 @@ impl Inner {
             }
             if w & WAITERS == 0 {
                 // Announce a sleeper before sleeping, so the stop knows to wake us.
-                let _ = cell.word.compare_exchange_weak(w, w | WAITERS, Ordering::Acquire, Ordering::Relaxed);
+                let _ = cell.word.compare_exchange_weak(
+                    w,
+                    w | WAITERS,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                );
                 continue;
             }
             if futex::wait(&cell.word, w, deadline, shared) == sys::FutexWait::TimedOut {
@@ -295,7 +311,11 @@ impl Inner {
     /// "0 = already stopped" is true when it is said.
     fn claim(&self, reason: i32) -> bool {
         let cell = self.cell();
-        if cell.reason.compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if cell
+            .reason
+            .compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             // Nobody else can have started them: they start only after the flag, set below.
             self.actions.store(ACTIONS_RUNNING, Ordering::Release);
             self.publish_stop();
@@ -350,7 +370,16 @@ impl Inner {
     /// Runs this process's stop actions unless another thread already took them (the watcher
     /// for a shared stopper stopped by another process, or a late opener of one).
     pub(crate) fn run_stop_actions(self: &Arc<Self>, reason: i32) {
-        if self.actions.compare_exchange(ACTIONS_IDLE, ACTIONS_RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .actions
+            .compare_exchange(
+                ACTIONS_IDLE,
+                ACTIONS_RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
             self.do_stop_actions(reason);
         }
     }
@@ -438,7 +467,9 @@ impl Inner {
 
     pub(crate) fn unregister(&self, id: u64) -> Status {
         let me = crate::sync::thread_key();
-        let Some(mut g) = self.lock_existing() else { return Status::Inval };
+        let Some(mut g) = self.lock_existing() else {
+            return Status::Inval;
+        };
         if let Some(action) = g.callbacks.remove(id) {
             // Dropped with no lock held: a closure may own something (a child of this very
             // stopper, say) whose drop takes this lock.
@@ -529,7 +560,10 @@ impl Inner {
             Status::Ok
         } else {
             let due = sys::now_ns().saturating_add(delay_ns as u64);
-            let timer = service::Timer::Deadline { target: Arc::clone(self), reason };
+            let timer = service::Timer::Deadline {
+                target: Arc::clone(self),
+                reason,
+            };
             match service::schedule(due, timer) {
                 Ok(id) => {
                     g.deadline = Some((due, id));
@@ -576,10 +610,20 @@ impl Inner {
             let g = self.lock();
             match g.as_ref() {
                 None => return None,
-                Some(s) => (s.deadline.map(|d| d.0), s.parents.iter().map(|(p, _)| Arc::clone(p)).collect::<Vec<_>>()),
+                Some(s) => (
+                    s.deadline.map(|d| d.0),
+                    s.parents
+                        .iter()
+                        .map(|(p, _)| Arc::clone(p))
+                        .collect::<Vec<_>>(),
+                ),
             }
         };
-        parents.iter().filter_map(|p| p.earliest_deadline()).chain(own).min()
+        parents
+            .iter()
+            .filter_map(|p| p.earliest_deadline())
+            .chain(own)
+            .min()
     }
 }
 
@@ -589,13 +633,17 @@ pub(crate) struct SlowGuard<'a>(pub(crate) MutexGuard<'a, Option<Box<Slow>>>);
 impl std::ops::Deref for SlowGuard<'_> {
     type Target = Slow;
     fn deref(&self) -> &Slow {
-        self.0.as_ref().expect("SlowGuard holds a present slow part")
+        self.0
+            .as_ref()
+            .expect("SlowGuard holds a present slow part")
     }
 }
 
 impl std::ops::DerefMut for SlowGuard<'_> {
     fn deref_mut(&mut self) -> &mut Slow {
-        self.0.as_mut().expect("SlowGuard holds a present slow part")
+        self.0
+            .as_mut()
+            .expect("SlowGuard holds a present slow part")
     }
 }
 
@@ -615,7 +663,10 @@ impl Default for Stopper {
 
 impl std::fmt::Debug for Stopper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stopper").field("stopped", &self.is_set()).field("reason", &self.reason()).finish()
+        f.debug_struct("Stopper")
+            .field("stopped", &self.is_set())
+            .field("reason", &self.reason())
+            .finish()
     }
 }
 
@@ -638,7 +689,9 @@ pub enum Wait {
 impl Stopper {
     /// A new, running stopper.
     pub fn new() -> Stopper {
-        Stopper { inner: Inner::new_with(None) }
+        Stopper {
+            inner: Inner::new_with(None),
+        }
     }
 
     pub(crate) fn with_cell(cell: NonNull<SharedCell>, backing: Box<dyn Send + Sync>) -> Stopper {
@@ -676,14 +729,21 @@ impl Stopper {
         }
         let id = pg.children.push(Arc::downgrade(&self.inner));
         drop(pg);
-        self.inner.lock_slow().parents.push((Arc::clone(&parent.inner), id));
+        self.inner
+            .lock_slow()
+            .parents
+            .push((Arc::clone(&parent.inner), id));
         true
     }
 
     /// Stops it; `reason` 0 means [`crate::REASON_REQUESTED`]. True for the call that stopped
     /// it, false when it was already stopped.
     pub fn stop(&self, reason: i32) -> bool {
-        self.inner.stop(if reason == 0 { REASON_REQUESTED } else { reason })
+        self.inner.stop(if reason == 0 {
+            REASON_REQUESTED
+        } else {
+            reason
+        })
     }
 
     /// One atomic load with acquire ordering.
@@ -723,10 +783,16 @@ impl Stopper {
     /// unregisters the callback, blocking while it runs on another thread.
     pub fn on_stop<F: FnOnce(i32) + Send + 'static>(&self, f: F) -> Callback {
         match self.inner.register(Action::Boxed(Box::new(f))) {
-            Ok(id) => Callback { stopper: Some(self.clone()), id },
+            Ok(id) => Callback {
+                stopper: Some(self.clone()),
+                id,
+            },
             Err(action) => {
                 action.run(self.reason());
-                Callback { stopper: None, id: 0 }
+                Callback {
+                    stopper: None,
+                    id: 0,
+                }
             }
         }
     }
@@ -793,7 +859,9 @@ impl Stopper {
     /// `p` must come from `into_raw` and own one reference.
     pub unsafe fn from_raw(p: *const Inner) -> Stopper {
         // SAFETY: forwarded from the caller's contract.
-        Stopper { inner: unsafe { Arc::from_raw(p) } }
+        Stopper {
+            inner: unsafe { Arc::from_raw(p) },
+        }
     }
 
     /// A borrowed pointer, valid while `self` lives.

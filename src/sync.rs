@@ -58,7 +58,12 @@ pub(crate) mod futex {
     use crate::sys::FutexWait;
 
     #[cfg(not(loom))]
-    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<u64>, shared: bool) -> FutexWait {
+    pub(crate) fn wait(
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<u64>,
+        shared: bool,
+    ) -> FutexWait {
         crate::sys::futex_wait(word, expected, deadline, shared)
     }
 
@@ -73,7 +78,12 @@ pub(crate) mod futex {
     }
 
     #[cfg(loom)]
-    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<u64>, _shared: bool) -> FutexWait {
+    pub(crate) fn wait(
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<u64>,
+        _shared: bool,
+    ) -> FutexWait {
         use std::sync::atomic::Ordering;
         if deadline.is_some() {
             return FutexWait::TimedOut;

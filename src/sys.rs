@@ -6,7 +6,10 @@ use std::sync::atomic::AtomicU32;
 
 /// Nanoseconds on `CLOCK_MONOTONIC` (the clock every timeout is measured on).
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
@@ -44,10 +47,17 @@ pub enum FutexWait {
 
 /// Blocks while `*word == expected`, until woken or until the absolute monotonic `deadline`.
 /// `shared` selects a process-shared futex (for words in shared memory).
-pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<u64>, shared: bool) -> FutexWait {
+pub fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<u64>,
+    shared: bool,
+) -> FutexWait {
     let op = libc::FUTEX_WAIT_BITSET | if shared { 0 } else { libc::FUTEX_PRIVATE_FLAG };
     let ts = deadline.map(timespec_of);
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAIT_BITSET takes an absolute
     // CLOCK_MONOTONIC timeout (or NULL) and only reads the word.
     let r = unsafe {
@@ -81,7 +91,12 @@ pub fn sleep_until(deadline: u64) {
     loop {
         // SAFETY: `ts` is a valid timespec; TIMER_ABSTIME makes restarts exact.
         let r = unsafe {
-            libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut())
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &ts,
+                std::ptr::null_mut(),
+            )
         };
         if r != libc::EINTR {
             return;
@@ -119,9 +134,18 @@ pub fn eventfd_signal(fd: std::os::fd::RawFd) {
 /// `restart` says so. Returns the number of ready descriptors (0 = timed out).
 pub fn poll_until(fds: &mut [libc::pollfd], deadline: Option<u64>) -> io::Result<usize> {
     let ts = deadline.map(|d| timespec_of(d.saturating_sub(now_ns())));
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `fds` is a valid slice of pollfd; ppoll reads/writes only within it.
-    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ts_ptr, std::ptr::null()) };
+    let r = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -131,7 +155,10 @@ pub fn poll_until(fds: &mut [libc::pollfd], deadline: Option<u64>) -> io::Result
 
 // ---- Callbacks the OS calls. They are the only `extern "C"` functions outside `ffi/`.
 
-static FORK_HANDLERS: std::sync::OnceLock<(fn(), fn(), fn())> = std::sync::OnceLock::new();
+/// `pthread_atfork`'s three handlers: prepare, parent, child.
+type ForkHandlers = (fn(), fn(), fn());
+
+static FORK_HANDLERS: std::sync::OnceLock<ForkHandlers> = std::sync::OnceLock::new();
 
 extern "C" fn on_fork_prepare() {
     if let Some(h) = FORK_HANDLERS.get() {
@@ -153,7 +180,13 @@ extern "C" fn on_fork_child() {
 pub fn at_fork(prepare: fn(), parent: fn(), child: fn()) {
     if FORK_HANDLERS.set((prepare, parent, child)).is_ok() {
         // SAFETY: registers plain functions that only read a OnceLock and call safe Rust.
-        unsafe { libc::pthread_atfork(Some(on_fork_prepare), Some(on_fork_parent), Some(on_fork_child)) };
+        unsafe {
+            libc::pthread_atfork(
+                Some(on_fork_prepare),
+                Some(on_fork_parent),
+                Some(on_fork_child),
+            )
+        };
     }
 }
 
@@ -193,7 +226,11 @@ pub fn sigaction_get(signo: i32) -> io::Result<libc::sigaction> {
 }
 
 /// Installs `handler` for `signo` without `SA_RESTART`, with `flags` added.
-pub fn sigaction_set(signo: i32, handler: libc::sighandler_t, flags: libc::c_int) -> io::Result<()> {
+pub fn sigaction_set(
+    signo: i32,
+    handler: libc::sighandler_t,
+    flags: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: zeroed sigaction is valid; fields set below.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler;
@@ -227,7 +264,14 @@ pub fn futex_waitv(waiters: &[FutexWaitv]) -> io::Result<()> {
     // SAFETY: `waiters` is a valid array; the kernel only reads it and the words it names
     // (an unmapped word gives EFAULT, never a write).
     let r = unsafe {
-        libc::syscall(libc::SYS_futex_waitv, waiters.as_ptr(), waiters.len() as u32, 0u32, std::ptr::null::<libc::timespec>(), libc::CLOCK_MONOTONIC)
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as u32,
+            0u32,
+            std::ptr::null::<libc::timespec>(),
+            libc::CLOCK_MONOTONIC,
+        )
     };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -252,7 +296,15 @@ pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
 /// `pidfd_send_signal(fd, signo, NULL, 0)`.
 pub fn pidfd_send_signal(fd: std::os::fd::RawFd, signo: i32) -> io::Result<()> {
     // SAFETY: plain system call on a descriptor the caller owns.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, signo, std::ptr::null::<libc::siginfo_t>(), 0u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd,
+            signo,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -262,7 +314,11 @@ pub fn pidfd_send_signal(fd: std::os::fd::RawFd, signo: i32) -> io::Result<()> {
 
 /// Whether the process behind a pidfd has ended (the pidfd polls readable).
 pub fn pidfd_exited(fd: std::os::fd::RawFd) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: valid pollfd, no wait.
     unsafe { libc::poll(&mut p, 1, 0) == 1 }
 }

@@ -98,10 +98,24 @@ impl Stopper {
             g.next_worker_key += 1;
             let key = g.next_worker_key;
             let stopped = self.inner.is_set();
-            g.workers.push(Worker { key, tid, hook, delivered: stopped, in_hook: false, repeat: None });
+            g.workers.push(Worker {
+                key,
+                tid,
+                hook,
+                delivered: stopped,
+                in_hook: false,
+                repeat: None,
+            });
             (key, stopped)
         };
-        let pushed = STACK.try_with(|st| st.0.borrow_mut().push(Entered { stopper: self.clone(), key })).is_ok();
+        let pushed = STACK
+            .try_with(|st| {
+                st.0.borrow_mut().push(Entered {
+                    stopper: self.clone(),
+                    key,
+                })
+            })
+            .is_ok();
         if !pushed {
             leave(&self.inner, key); // thread is ending: cannot be inside anything
             return Status::Internal;
@@ -134,12 +148,18 @@ impl Stopper {
     /// Enters for the life of the returned guard.
     pub fn enter(&self, hook: Option<Hook>) -> Scope {
         let status = self.enter_raw(hook);
-        Scope { stopper: self.clone(), stopped_at_entry: status == Status::Stopped, _not_send: std::marker::PhantomData }
+        Scope {
+            stopper: self.clone(),
+            stopped_at_entry: status == Status::Stopped,
+            _not_send: std::marker::PhantomData,
+        }
     }
 
     /// Whether the calling thread is a worker of this stopper.
     pub fn is_entered(&self) -> bool {
-        STACK.try_with(|st| st.0.borrow().iter().any(|e| e.stopper == *self)).unwrap_or(false)
+        STACK
+            .try_with(|st| st.0.borrow().iter().any(|e| e.stopper == *self))
+            .unwrap_or(false)
     }
 
     /// Stops (reason REQUESTED if running), then waits until every worker has exited.
@@ -149,7 +169,9 @@ impl Stopper {
             return Status::Deadlk;
         }
         self.stop(0);
-        let Some(mut g) = self.inner.lock_existing() else { return Status::Ok };
+        let Some(mut g) = self.inner.lock_existing() else {
+            return Status::Ok;
+        };
         loop {
             if g.workers.is_empty() && g.pending_spawns == 0 {
                 return Status::Ok;
@@ -173,11 +195,13 @@ impl Stopper {
     pub fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Status {
         self.inner.lock_slow().pending_spawns += 1;
         let s = self.clone();
-        let r = std::thread::Builder::new().name("stopper-worker".into()).spawn(move || {
-            s.enter_impl(None, true);
-            f();
-            s.exit();
-        });
+        let r = std::thread::Builder::new()
+            .name("stopper-worker".into())
+            .spawn(move || {
+                s.enter_impl(None, true);
+                f();
+                s.exit();
+            });
         match r {
             Ok(_) => Status::Ok,
             Err(_) => {
@@ -192,14 +216,21 @@ impl Stopper {
 
 /// The calling thread's innermost entered stopper.
 pub fn current() -> Option<Stopper> {
-    STACK.try_with(|st| st.0.borrow().last().map(|e| e.stopper.clone())).ok().flatten()
+    STACK
+        .try_with(|st| st.0.borrow().last().map(|e| e.stopper.clone()))
+        .ok()
+        .flatten()
 }
 
 /// The calling thread's innermost entered stopper as a borrowed pointer (valid until the
 /// thread exits it).
 pub fn current_ptr() -> *const Inner {
     STACK
-        .try_with(|st| st.0.borrow().last().map_or(std::ptr::null(), |e| e.stopper.as_ptr()))
+        .try_with(|st| {
+            st.0.borrow()
+                .last()
+                .map_or(std::ptr::null(), |e| e.stopper.as_ptr())
+        })
         .unwrap_or(std::ptr::null())
 }
 
@@ -228,7 +259,9 @@ impl Drop for Scope {
 fn leave(inner: &Arc<Inner>, key: u64) {
     let mut g = inner.lock_slow();
     loop {
-        let Some(pos) = g.workers.iter().position(|w| w.key == key) else { return };
+        let Some(pos) = g.workers.iter().position(|w| w.key == key) else {
+            return;
+        };
         if g.workers[pos].in_hook {
             g = inner.cv_wait(g, None).0;
             continue;
@@ -251,7 +284,11 @@ pub(crate) fn deliver_hooks(inner: &Arc<Inner>, reason: i32) -> Option<Panic> {
     let mut first_panic = None;
     loop {
         let mut g = inner.lock_slow();
-        let Some(pos) = g.workers.iter().position(|w| w.hook.is_some() && !w.delivered) else {
+        let Some(pos) = g
+            .workers
+            .iter()
+            .position(|w| w.hook.is_some() && !w.delivered)
+        else {
             return first_panic;
         };
         let w = &mut g.workers[pos];
@@ -273,7 +310,12 @@ pub(crate) fn repeat_hook(inner: &Arc<Inner>, key: u64, reason: i32) -> Option<P
 
 /// With the lock held and worker `key` present: marks it in a hook call, calls without the
 /// lock, then schedules the next repeat if the hook asks for one and the worker is still in.
-fn call_hook(inner: &Arc<Inner>, mut g: crate::stopper::SlowGuard<'_>, key: u64, reason: i32) -> Option<Panic> {
+fn call_hook(
+    inner: &Arc<Inner>,
+    mut g: crate::stopper::SlowGuard<'_>,
+    key: u64,
+    reason: i32,
+) -> Option<Panic> {
     let w = g.workers.iter_mut().find(|w| w.key == key)?;
     let hook = w.hook.clone()?;
     let tid = w.tid;
@@ -285,7 +327,11 @@ fn call_hook(inner: &Arc<Inner>, mut g: crate::stopper::SlowGuard<'_>, key: u64,
         w.in_hook = false;
         if hook.repeat_ns > 0 && w.repeat.is_none() {
             let due = sys::now_ns().saturating_add(hook.repeat_ns as u64);
-            let timer = service::Timer::Repeat { target: Arc::clone(inner), key, reason };
+            let timer = service::Timer::Repeat {
+                target: Arc::clone(inner),
+                key,
+                reason,
+            };
             if let Ok(id) = service::schedule(due, timer) {
                 w.repeat = Some((due, id));
             }

@@ -50,13 +50,15 @@ fn mpmc_keeps_per_producer_order_and_loses_nothing() {
         let mut last = vec![None; producers as usize];
         for v in &got {
             let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
-            assert!(last[p].map_or(true, |l| l < i), "producer {p} out of order");
+            assert!(last[p].is_none_or(|l| l < i), "producer {p} out of order");
             last[p] = Some(i);
         }
         all.extend(got);
     }
     all.sort_unstable();
-    let expected: Vec<u64> = (0..producers).flat_map(|p| (0..per).map(move |i| p << 32 | i)).collect();
+    let expected: Vec<u64> = (0..producers)
+        .flat_map(|p| (0..per).map(move |i| p << 32 | i))
+        .collect();
     assert_eq!(all, expected, "lost or duplicated items");
 }
 
@@ -93,7 +95,11 @@ fn timeouts_on_empty_and_full() {
     assert!(t0.elapsed() >= Duration::from_millis(25));
     assert_eq!(c.send(1, None, soon(0)), Status::Ok);
     assert_eq!(c.send(2, None, soon(30)), Status::TimedOut);
-    assert_eq!(c.recv(None, Some(0)), Ok(1), "a past deadline still takes a ready item");
+    assert_eq!(
+        c.recv(None, Some(0)),
+        Ok(1),
+        "a past deadline still takes a ready item"
+    );
 }
 
 #[test]
@@ -111,7 +117,11 @@ fn close_drains_then_reports_closed_and_wakes_blocked_senders() {
     assert_eq!(c.send(13, None, None), Status::Closed);
     assert_eq!(c.recv(None, None), Ok(10));
     assert_eq!(c.recv(None, None), Ok(11));
-    assert_eq!(c.recv(None, None), Err(Status::Closed), "a closed channel never blocks");
+    assert_eq!(
+        c.recv(None, None),
+        Err(Status::Closed),
+        "a closed channel never blocks"
+    );
     let empty = Arc::new(Channel::new(0));
     let waiting = {
         let c = Arc::clone(&empty);

@@ -41,7 +41,11 @@ fn wait_times_out_then_wakes_on_stop() {
     let s = Stopper::new();
     let t0 = Instant::now();
     assert_eq!(s.wait(Some(Duration::from_millis(50))), Wait::TimedOut);
-    assert!(t0.elapsed() >= Duration::from_millis(45), "returned early: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(45),
+        "returned early: {:?}",
+        t0.elapsed()
+    );
     let w = {
         let s = s.clone();
         std::thread::spawn(move || {
@@ -89,7 +93,11 @@ fn race_stop_vs_wait_loses_no_wakeup() {
             std::thread::yield_now();
         }
         s.stop(0);
-        assert_eq!(w.join().unwrap(), Wait::Stopped, "iteration {i}: lost wake-up");
+        assert_eq!(
+            w.join().unwrap(),
+            Wait::Stopped,
+            "iteration {i}: lost wake-up"
+        );
     }
 }
 
@@ -159,7 +167,10 @@ fn released_children_are_unlinked_memory_stays_flat() {
         drop(p.child());
     }
     let after = common::rss_bytes();
-    assert!(after < before + 4 * 1024 * 1024, "parent grew: {before} -> {after} bytes over {n} children");
+    assert!(
+        after < before + 4 * 1024 * 1024,
+        "parent grew: {before} -> {after} bytes over {n} children"
+    );
     // The parent still works and still stops live children.
     let c = p.child();
     p.stop(0);
@@ -187,7 +198,10 @@ fn callbacks_run_once_in_order_on_the_stopping_thread() {
         })
     };
     let stopper_tid = t.join().unwrap();
-    assert_eq!(*log.lock().unwrap(), (0..5).map(|i| (i, 3)).collect::<Vec<_>>());
+    assert_eq!(
+        *log.lock().unwrap(),
+        (0..5).map(|i| (i, 3)).collect::<Vec<_>>()
+    );
     assert_eq!(*stopping_thread.lock().unwrap(), Some(stopper_tid));
     s.stop(0);
     drop(guards);
@@ -224,12 +238,30 @@ fn unregister_ids_unknown_removed_and_run() {
     let s = Stopper::new();
     assert_eq!(s.unregister(12345), Status::Inval, "never issued");
     // SAFETY: a plain fn with no context.
-    let id = unsafe { s.on_stop_raw(stopper::RawFn { call: noop, ctx: 0, data: 0 }) }.unwrap();
+    let id = unsafe {
+        s.on_stop_raw(stopper::RawFn {
+            call: noop,
+            ctx: 0,
+            data: 0,
+        })
+    }
+    .unwrap();
     assert_ne!(id, 0);
     assert_eq!(s.unregister(id), Status::Ok);
-    assert_eq!(s.unregister(id), Status::Inval, "already removed while running");
+    assert_eq!(
+        s.unregister(id),
+        Status::Inval,
+        "already removed while running"
+    );
     // SAFETY: as above.
-    let id2 = unsafe { s.on_stop_raw(stopper::RawFn { call: noop, ctx: 0, data: 0 }) }.unwrap();
+    let id2 = unsafe {
+        s.on_stop_raw(stopper::RawFn {
+            call: noop,
+            ctx: 0,
+            data: 0,
+        })
+    }
+    .unwrap();
     s.stop(0);
     assert_eq!(s.unregister(id2), Status::Stopped, "ran");
 }
@@ -256,7 +288,11 @@ fn unregister_blocks_while_the_callback_runs_elsewhere() {
     entered.wait();
     let t0 = Instant::now();
     assert!(!g.unregister(), "it ran (is running)");
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "unregister returned before the callback did");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "unregister returned before the callback did"
+    );
     assert!(t0.elapsed() >= Duration::from_millis(50));
     stopper_thread.join().unwrap();
 }
@@ -269,8 +305,13 @@ fn callback_may_unregister_itself_release_stop_and_register() {
     let inner_ran = Arc::new(AtomicUsize::new(0));
     let result = Arc::new(Mutex::new(None));
     {
-        let (s2, other2, idc, res, inner_ran2) =
-            (s.clone(), other.clone(), Arc::clone(&id_cell), Arc::clone(&result), Arc::clone(&inner_ran));
+        let (s2, other2, idc, res, inner_ran2) = (
+            s.clone(),
+            other.clone(),
+            Arc::clone(&id_cell),
+            Arc::clone(&result),
+            Arc::clone(&inner_ran),
+        );
         let g = s.on_stop(move |_| {
             let own = *idc.lock().unwrap();
             let r = s2.unregister(own); // from inside itself: must not block
@@ -302,16 +343,31 @@ fn callback_may_unregister_itself_release_stop_and_register() {
         let id = *c.id.lock().unwrap();
         *c.res.lock().unwrap() = Some(c.s.unregister(id));
     }
-    let ctx = Box::into_raw(Box::new(Ctx { s: s_raw, id: Arc::clone(&self_id), res: Arc::clone(&res2) })) as usize;
+    let ctx = Box::into_raw(Box::new(Ctx {
+        s: s_raw,
+        id: Arc::clone(&self_id),
+        res: Arc::clone(&res2),
+    })) as usize;
     // SAFETY: self_unreg consumes ctx exactly once; it runs (the stopper is stopped below).
-    let id = unsafe { s.on_stop_raw(stopper::RawFn { call: self_unreg, ctx, data: 0 }) }.unwrap();
+    let id = unsafe {
+        s.on_stop_raw(stopper::RawFn {
+            call: self_unreg,
+            ctx,
+            data: 0,
+        })
+    }
+    .unwrap();
     *self_id.lock().unwrap() = id;
     let t = {
         let s = s.clone();
         std::thread::spawn(move || s.stop(0))
     };
     assert!(t.join().unwrap());
-    assert_eq!(*res2.lock().unwrap(), Some(Status::Stopped), "self-unregister from inside returns STOPPED");
+    assert_eq!(
+        *res2.lock().unwrap(),
+        Some(Status::Stopped),
+        "self-unregister from inside returns STOPPED"
+    );
     assert!(other.is_set());
     assert_eq!(inner_ran.load(Ordering::SeqCst), 1);
     assert!(result.lock().unwrap().is_some());
@@ -391,7 +447,13 @@ fn wait_any_returns_a_stopped_index_or_times_out() {
             let y = y.clone();
             std::thread::spawn(move || y.stop(0))
         };
-        assert_eq!(wait_any(&[Some(&x), Some(&y)], Some(stopper::now_ns() + 10_000_000_000)), Some(1));
+        assert_eq!(
+            wait_any(
+                &[Some(&x), Some(&y)],
+                Some(stopper::now_ns() + 10_000_000_000)
+            ),
+            Some(1)
+        );
         t.join().unwrap();
     }
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use stopper::Stopper;
 
 fn is_open_eventfd(fd: i32) -> bool {
-    std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|p| p.display().to_string().contains("eventfd"))
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|p| p.display().to_string().contains("eventfd"))
 }
 
 fn service_thread_gone() -> bool {
@@ -44,10 +45,20 @@ fn descriptors_and_deadlines_end_with_the_stopper() {
     d.stop_after(Some(Duration::from_secs(3600)), 0);
     assert_eq!(stopper::service::pending(), 1);
     d.stop(0);
-    assert_eq!(stopper::service::pending(), 0, "the stop left its deadline pending");
+    assert_eq!(
+        stopper::service::pending(),
+        0,
+        "the stop left its deadline pending"
+    );
     drop(d);
-    assert!(!is_open_eventfd(fd), "a dead deadline kept the stopper alive");
-    assert!(service_thread_gone(), "service thread kept alive by a dead deadline");
+    assert!(
+        !is_open_eventfd(fd),
+        "a dead deadline kept the stopper alive"
+    );
+    assert!(
+        service_thread_gone(),
+        "service thread kept alive by a dead deadline"
+    );
 
     // Also when the stop comes from a parent.
     let p = Stopper::new();

@@ -8,7 +8,10 @@ use ::stopper::ffi::*;
 
 unsafe extern "C" fn count(data: *mut c_void, _reason: i32) {
     // SAFETY: tests pass a pointer to a live AtomicUsize.
-    unsafe { (*(data as *const std::sync::atomic::AtomicUsize)).fetch_add(1, std::sync::atomic::Ordering::SeqCst) };
+    unsafe {
+        (*(data as *const std::sync::atomic::AtomicUsize))
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    };
 }
 
 #[test]
@@ -19,7 +22,11 @@ fn null_stoppers_read_as_never_stopped_and_changes_are_einval() {
     assert!(!flag.is_null());
     // SAFETY: a static byte.
     assert_eq!(unsafe { *flag }, 0);
-    assert_eq!(stopper_wait(null(), -1), STOPPER_EINVAL, "would block forever");
+    assert_eq!(
+        stopper_wait(null(), -1),
+        STOPPER_EINVAL,
+        "would block forever"
+    );
     assert_eq!(stopper_wait(null(), 1_000_000), STOPPER_TIMEDOUT);
     assert_eq!(stopper_remaining_ns(null()), -1);
     assert_eq!(stopper_stop(null_mut(), 0), STOPPER_EINVAL);
@@ -28,7 +35,10 @@ fn null_stoppers_read_as_never_stopped_and_changes_are_einval() {
     assert_eq!(stopper_exit(null_mut()), STOPPER_EINVAL);
     assert_eq!(stopper_join(null_mut(), 0), STOPPER_EINVAL);
     assert_eq!(stopper_fd(null_mut()), STOPPER_EINVAL);
-    assert_eq!(stopper_on_stop(null_mut(), Some(count), null_mut(), null_mut()), STOPPER_EINVAL);
+    assert_eq!(
+        stopper_on_stop(null_mut(), Some(count), null_mut(), null_mut()),
+        STOPPER_EINVAL
+    );
     assert_eq!(stopper_unregister(null_mut(), 1), STOPPER_EINVAL);
     assert_eq!(stopper_spawn(null_mut(), None, null_mut()), STOPPER_EINVAL);
     assert!(stopper_new_child(null_mut()).is_null());
@@ -42,16 +52,29 @@ fn wait_any_argument_rules() {
     let mut which = usize::MAX;
     assert_eq!(stopper_wait_any(null(), 3, 0, &mut which), STOPPER_EINVAL);
     assert_eq!(stopper_wait_any(null(), 0, -1, &mut which), STOPPER_EINVAL);
-    assert_eq!(stopper_wait_any(null(), 0, 1_000_000, &mut which), STOPPER_TIMEDOUT);
+    assert_eq!(
+        stopper_wait_any(null(), 0, 1_000_000, &mut which),
+        STOPPER_TIMEDOUT
+    );
     let nulls = [null::<ffi::stopper>(); 2];
-    assert_eq!(stopper_wait_any(nulls.as_ptr(), 2, -1, &mut which), STOPPER_EINVAL);
+    assert_eq!(
+        stopper_wait_any(nulls.as_ptr(), 2, -1, &mut which),
+        STOPPER_EINVAL
+    );
     assert_eq!(which, usize::MAX, "outputs are written only on success");
     let s = stopper_new();
     stopper_stop(s, 0);
     let list = [null(), s as *const ffi::stopper];
-    assert_eq!(stopper_wait_any(list.as_ptr(), 2, -1, &mut which), STOPPER_STOPPED);
+    assert_eq!(
+        stopper_wait_any(list.as_ptr(), 2, -1, &mut which),
+        STOPPER_STOPPED
+    );
     assert_eq!(which, 1);
-    assert_eq!(stopper_wait_any(list.as_ptr(), 2, -1, null_mut()), STOPPER_STOPPED, "which may be NULL");
+    assert_eq!(
+        stopper_wait_any(list.as_ptr(), 2, -1, null_mut()),
+        STOPPER_STOPPED,
+        "which may be NULL"
+    );
     stopper_release(s);
 }
 
@@ -61,7 +84,10 @@ fn linked_argument_rules() {
     let plain = stopper_new_linked(null(), 0);
     assert!(!plain.is_null());
     let list = [plain, null_mut()];
-    assert!(stopper_new_linked(list.as_ptr(), 2).is_null(), "a NULL entry");
+    assert!(
+        stopper_new_linked(list.as_ptr(), 2).is_null(),
+        "a NULL entry"
+    );
     let l = stopper_new_linked(list.as_ptr(), 1);
     assert_eq!(stopper_stop(plain, 9), 1);
     assert_eq!(stopper_reason(l), 9);
@@ -78,14 +104,21 @@ fn callbacks_ids_and_null_function() {
     assert_eq!(stopper_on_stop(s, None, data, &mut id), STOPPER_EINVAL);
     assert_eq!(stopper_on_stop(s, Some(count), data, &mut id), STOPPER_OK);
     assert_ne!(id, 0);
-    assert_eq!(stopper_on_stop(s, Some(count), data, null_mut()), STOPPER_OK, "id may be NULL");
+    assert_eq!(
+        stopper_on_stop(s, Some(count), data, null_mut()),
+        STOPPER_OK,
+        "id may be NULL"
+    );
     assert_eq!(stopper_unregister(s, 0), STOPPER_EINVAL);
     assert_eq!(stopper_unregister(s, id ^ 0xdead_0000_0000), STOPPER_EINVAL);
     assert_eq!(stopper_stop(s, 0), 1);
     assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(stopper_unregister(s, id), STOPPER_STOPPED);
     let mut id2 = 77u64;
-    assert_eq!(stopper_on_stop(s, Some(count), data, &mut id2), STOPPER_STOPPED);
+    assert_eq!(
+        stopper_on_stop(s, Some(count), data, &mut id2),
+        STOPPER_STOPPED
+    );
     assert_eq!(id2, 0);
     assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 3, "ran inline");
     stopper_release(s);
@@ -94,25 +127,52 @@ fn callbacks_ids_and_null_function() {
 #[test]
 fn hook_with_null_function_is_einval() {
     let s = stopper_new();
-    let h = stopper_hook { func: None, data: null_mut(), repeat_ns: 0 };
+    let h = stopper_hook {
+        func: None,
+        data: null_mut(),
+        repeat_ns: 0,
+    };
     assert_eq!(stopper_enter(s, &h), STOPPER_EINVAL);
-    assert!(stopper_current().is_null(), "a refused enter enters nothing");
+    assert!(
+        stopper_current().is_null(),
+        "a refused enter enters nothing"
+    );
     stopper_release(s);
 }
 
 #[test]
 fn install_signal_refuses_what_it_must() {
-    for bad in [0, -1, 65, 1000, libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT] {
+    for bad in [
+        0,
+        -1,
+        65,
+        1000,
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGABRT,
+    ] {
         assert_eq!(stopper_install_signal(bad), STOPPER_EINVAL, "signal {bad}");
     }
     // A signal with a host's handler is not taken.
     extern "C" fn host(_: i32) {}
     // SAFETY: installing a plain handler for SIGUSR2 in this test process.
-    unsafe { libc::signal(libc::SIGUSR2, host as extern "C" fn(i32) as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGUSR2,
+            host as extern "C" fn(i32) as libc::sighandler_t,
+        )
+    };
     assert_eq!(stopper_install_signal(libc::SIGUSR2), STOPPER_EINVAL);
     // SAFETY: reads the disposition back.
     let now = unsafe { libc::signal(libc::SIGUSR2, libc::SIG_DFL) };
-    assert_eq!(now, host as extern "C" fn(i32) as libc::sighandler_t, "the host's handler was replaced");
+    assert_eq!(
+        now, host as extern "C" fn(i32) as libc::sighandler_t,
+        "the host's handler was replaced"
+    );
     // SIG_IGN is the host's choice too.
     // SAFETY: plain signal call.
     unsafe { libc::signal(libc::SIGURG, libc::SIG_IGN) };
@@ -126,7 +186,10 @@ fn install_signal_refuses_what_it_must() {
 fn channel_argument_rules() {
     let mut item = 5u64;
     assert_eq!(stopper_chan_send(null_mut(), 1, null(), 0), STOPPER_EINVAL);
-    assert_eq!(stopper_chan_recv(null_mut(), &mut item, null(), 0), STOPPER_EINVAL);
+    assert_eq!(
+        stopper_chan_recv(null_mut(), &mut item, null(), 0),
+        STOPPER_EINVAL
+    );
     assert_eq!(stopper_chan_len(null()), 0);
     stopper_chan_close(null_mut());
     stopper_chan_release(null_mut());
@@ -151,13 +214,22 @@ fn channel_argument_rules() {
 fn strerror_and_versions() {
     for code in [-5, -4, -3, -2, -1, 0, 1, 2, 3] {
         // SAFETY: static C strings.
-        let msg = unsafe { CStr::from_ptr(stopper_strerror(code)) }.to_str().unwrap();
+        let msg = unsafe { CStr::from_ptr(stopper_strerror(code)) }
+            .to_str()
+            .unwrap();
         assert!(msg.starts_with("STOPPER_"), "{code}: {msg}");
     }
     // SAFETY: static C string.
-    assert_eq!(unsafe { CStr::from_ptr(stopper_strerror(99)) }.to_str().unwrap(), "unknown status code");
+    assert_eq!(
+        unsafe { CStr::from_ptr(stopper_strerror(99)) }
+            .to_str()
+            .unwrap(),
+        "unknown status code"
+    );
     // SAFETY: static C string.
-    let v = unsafe { CStr::from_ptr(stopper_version()) }.to_str().unwrap();
+    let v = unsafe { CStr::from_ptr(stopper_version()) }
+        .to_str()
+        .unwrap();
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
     let major: u32 = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap();
     let minor: u32 = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap();
@@ -166,7 +238,8 @@ fn strerror_and_versions() {
 
 #[test]
 fn checked_in_header_declares_every_export() {
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/stopper.h")).unwrap();
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/stopper.h")).unwrap();
     let mut exported = Vec::new();
     for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi")).unwrap() {
         let src = std::fs::read_to_string(f.unwrap().path()).unwrap();
@@ -174,14 +247,26 @@ fn checked_in_header_declares_every_export() {
         while let Some(l) = lines.next() {
             if l.trim() == "#[no_mangle]" {
                 let sig = lines.next().unwrap();
-                let name = sig.split("fn ").nth(1).unwrap().split('(').next().unwrap().to_string();
+                let name = sig
+                    .split("fn ")
+                    .nth(1)
+                    .unwrap()
+                    .split('(')
+                    .next()
+                    .unwrap()
+                    .to_string();
                 exported.push(name);
             }
         }
     }
-    assert!(exported.len() >= 30, "found only {} exports", exported.len());
+    assert!(
+        exported.len() >= 30,
+        "found only {} exports",
+        exported.len()
+    );
     for name in &exported {
-        let declared = header.contains(&format!(" {name}(")) || header.contains(&format!("*{name}("));
+        let declared =
+            header.contains(&format!(" {name}(")) || header.contains(&format!("*{name}("));
         assert!(declared, "{name} is exported but not in include/stopper.h");
     }
 }
@@ -189,22 +274,45 @@ fn checked_in_header_declares_every_export() {
 #[test]
 fn processes_bad_input_sets_errno_einval() {
     let s = stopper_new();
-    let checks: [(&str, Box<dyn Fn() -> i32>); 5] = [
-        ("watch NULL", Box::new(|| stopper_watch_process(null_mut(), 1, 0))),
-        ("watch pid 0", Box::new(move || stopper_watch_process(s, 0, 0))),
-        ("signal NULL", Box::new(|| stopper_stop_on_signal(null_mut(), libc::SIGUSR1))),
-        ("signal KILL", Box::new(move || stopper_stop_on_signal(s, libc::SIGKILL))),
-        ("unlink bad", Box::new(|| stopper_unlink_shared(c"a/b".as_ptr()))),
+    type Check = (&'static str, Box<dyn Fn() -> i32>);
+    let checks: [Check; 5] = [
+        (
+            "watch NULL",
+            Box::new(|| stopper_watch_process(null_mut(), 1, 0)),
+        ),
+        (
+            "watch pid 0",
+            Box::new(move || stopper_watch_process(s, 0, 0)),
+        ),
+        (
+            "signal NULL",
+            Box::new(|| stopper_stop_on_signal(null_mut(), libc::SIGUSR1)),
+        ),
+        (
+            "signal KILL",
+            Box::new(move || stopper_stop_on_signal(s, libc::SIGKILL)),
+        ),
+        (
+            "unlink bad",
+            Box::new(|| stopper_unlink_shared(c"a/b".as_ptr())),
+        ),
     ];
     for (what, call) in checks {
         // SAFETY: errno is thread-local.
         unsafe { *libc::__errno_location() = 0 };
         assert_eq!(call(), STOPPER_EINVAL, "{what}");
-        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL), "{what}: errno");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EINVAL),
+            "{what}: errno"
+        );
     }
     // SAFETY: errno is thread-local.
     unsafe { *libc::__errno_location() = 0 };
     assert!(stopper_open_shared(c"../etc".as_ptr()).is_null());
-    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EINVAL)
+    );
     stopper_release(s);
 }

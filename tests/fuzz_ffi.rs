@@ -29,7 +29,9 @@ use std::ffi::{c_void, CStr, CString};
 use std::fmt::Write as _;
 use std::mem::ManuallyDrop;
 use std::ptr::{null, null_mut};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst,
+};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,7 +158,13 @@ enum Op {
     Read(u8, Pick),
     Wait(u8, Pick, Tmo),
     WaitAny(u8, List, Tmo, bool),
-    OnStop { actor: u8, s: Pick, kind: CbKind, null_fn: bool, null_id: bool },
+    OnStop {
+        actor: u8,
+        s: Pick,
+        kind: CbKind,
+        null_fn: bool,
+        null_id: bool,
+    },
     Unregister(u8, Pick, IdPick),
     Enter(u8, Pick, HookKind),
     Exit(u8, ExitPick),
@@ -170,7 +178,14 @@ enum Op {
     Disarm(u8, Pick),
     Remaining(u8, Pick),
     Fd(u8, Pick),
-    WaitFd { actor: u8, s: Pick, fd: FdPick, events: i16, t: Tmo, null_revents: bool },
+    WaitFd {
+        actor: u8,
+        s: Pick,
+        fd: FdPick,
+        events: i16,
+        t: Tmo,
+        null_revents: bool,
+    },
     ChanNew(u8),
     ChanRetain(Option<u8>),
     ChanRelease(Option<u8>),
@@ -178,7 +193,13 @@ enum Op {
     ChanRecv(u8, Option<u8>, bool, Pick, Tmo),
     ChanClose(Option<u8>),
     ChanLen(Option<u8>),
-    BlockThenStop { waiter: u8, stopper_actor: u8, s: u8, kind: BlockKind, reason: i32 },
+    BlockThenStop {
+        waiter: u8,
+        stopper_actor: u8,
+        s: u8,
+        kind: BlockKind,
+        reason: i32,
+    },
     BadArgs(u8, u8, Pick, i32),
 }
 
@@ -260,7 +281,12 @@ fn fd_pick() -> impl Strategy<Value = FdPick> {
 }
 
 fn events() -> impl Strategy<Value = i16> {
-    prop_oneof![Just(libc::POLLIN), Just(libc::POLLOUT), Just(libc::POLLIN | libc::POLLOUT), Just(0)]
+    prop_oneof![
+        Just(libc::POLLIN),
+        Just(libc::POLLOUT),
+        Just(libc::POLLIN | libc::POLLOUT),
+        Just(0)
+    ]
 }
 
 fn block_kind() -> impl Strategy<Value = BlockKind> {
@@ -355,17 +381,28 @@ impl Actor {
             })
             .expect("spawn actor");
         let tid = rrx.recv_timeout(hang_limit()).expect("actor started")[0] as u64;
-        Actor { jobs: Some(jtx), results: rrx, handle: Some(handle), tid }
+        Actor {
+            jobs: Some(jtx),
+            results: rrx,
+            handle: Some(handle),
+            tid,
+        }
     }
 
     fn start(&self, job: Job) {
-        self.jobs.as_ref().expect("live actor").send(job).expect("actor alive");
+        self.jobs
+            .as_ref()
+            .expect("live actor")
+            .send(job)
+            .expect("actor alive");
     }
 
     fn finish(&self, what: &str) -> Vec<i64> {
         match self.results.recv_timeout(hang_limit()) {
             Ok(v) => v,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("HANG: {what} did not return within {:?}", hang_limit()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("HANG: {what} did not return within {:?}", hang_limit())
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: the actor thread died"),
         }
     }
@@ -381,7 +418,10 @@ impl Actor {
         let h = self.handle.take().expect("handle");
         let t0 = Instant::now();
         while !h.is_finished() {
-            assert!(t0.elapsed() < hang_limit(), "HANG: an actor thread did not end");
+            assert!(
+                t0.elapsed() < hang_limit(),
+                "HANG: an actor thread did not end"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         h.join().expect("actor thread");
@@ -434,7 +474,9 @@ unsafe extern "C" fn fuzz_callback(data: *mut c_void, reason: i32) {
     let owner = r.owner as *mut ffi::stopper;
     match r.kind {
         RtKind::Count => {}
-        RtKind::UnregisterSelf => r.nested.store(stopper_unregister(owner, r.id.load(SeqCst)), SeqCst),
+        RtKind::UnregisterSelf => r
+            .nested
+            .store(stopper_unregister(owner, r.id.load(SeqCst)), SeqCst),
         RtKind::StopOther => {
             let t = r.held.swap(0, SeqCst) as *mut ffi::stopper;
             if !t.is_null() {
@@ -448,7 +490,12 @@ unsafe extern "C" fn fuzz_callback(data: *mut c_void, reason: i32) {
         }
         RtKind::RegisterNested => {
             let mut id = 55u64;
-            let st = stopper_on_stop(owner, Some(count_u32), &r.nested_runs as *const AtomicU32 as *mut c_void, &mut id);
+            let st = stopper_on_stop(
+                owner,
+                Some(count_u32),
+                &r.nested_runs as *const AtomicU32 as *mut c_void,
+                &mut id,
+            );
             r.nested.store(st, SeqCst);
             r.nested_id.store(id, SeqCst);
         }
@@ -479,7 +526,9 @@ unsafe extern "C" fn fuzz_hook(data: *mut c_void, thread_id: u64, reason: i32) {
     if thread_id != h.expect_tid {
         h.bad_tid.store(true, SeqCst);
     }
-    let _ = h.first_caller.compare_exchange(0, stopper_thread_id(), SeqCst, SeqCst);
+    let _ = h
+        .first_caller
+        .compare_exchange(0, stopper_thread_id(), SeqCst, SeqCst);
     h.reason.store(reason, SeqCst);
     h.calls.fetch_add(1, SeqCst);
 }
@@ -663,14 +712,21 @@ fn open_eventfds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.flatten()
-                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|p| p.to_string_lossy().contains("eventfd")))
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|p| p.to_string_lossy().contains("eventfd"))
+                })
                 .count()
         })
         .unwrap_or(0)
 }
 
 fn poll_in(fd: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd, no wait.
     unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
 }
@@ -737,7 +793,9 @@ impl World {
 
     /// Stoppers the test holds a reference to, in creation order.
     fn held(&self) -> Vec<usize> {
-        (0..self.objs.len()).filter(|&i| self.objs[i].user_refs > 0).collect()
+        (0..self.objs.len())
+            .filter(|&i| self.objs[i].user_refs > 0)
+            .collect()
     }
 
     fn resolve(&self, p: Pick) -> Option<usize> {
@@ -753,7 +811,9 @@ impl World {
     }
 
     fn live_chans(&self) -> Vec<usize> {
-        (0..self.chans.len()).filter(|&i| self.chans[i].refs > 0).collect()
+        (0..self.chans.len())
+            .filter(|&i| self.chans[i].refs > 0)
+            .collect()
     }
 
     fn resolve_chan(&self, c: Option<u8>) -> Option<usize> {
@@ -764,7 +824,12 @@ impl World {
         }
     }
 
-    fn add_obj(&mut self, p: *mut ffi::stopper, parents: Vec<usize>, stopped: Option<i32>) -> usize {
+    fn add_obj(
+        &mut self,
+        p: *mut ffi::stopper,
+        parents: Vec<usize>,
+        stopped: Option<i32>,
+    ) -> usize {
         let i = self.objs.len();
         for &q in &parents {
             self.objs[q].children.push(i);
@@ -792,7 +857,10 @@ impl World {
     }
 
     fn in_stack(&self, o: usize) -> usize {
-        self.stacks.iter().map(|s| s.iter().filter(|e| e.obj == o).count()).sum()
+        self.stacks
+            .iter()
+            .map(|s| s.iter().filter(|e| e.obj == o).count())
+            .sum()
     }
 
     /// Marks unreachable objects dead (their registered callbacks will never run).
@@ -802,7 +870,13 @@ impl World {
         let mut work = Vec::new();
         for (i, a) in alive.iter_mut().enumerate() {
             let o = &self.objs[i];
-            if !o.dead && (o.user_refs > 0 || o.spawn_refs > 0 || o.record_refs > 0 || o.deadline || self.in_stack(i) > 0) {
+            if !o.dead
+                && (o.user_refs > 0
+                    || o.spawn_refs > 0
+                    || o.record_refs > 0
+                    || o.deadline
+                    || self.in_stack(i) > 0)
+            {
                 *a = true;
                 work.push(i);
             }
@@ -848,7 +922,10 @@ impl World {
             }
         }
         let regs = std::mem::take(&mut self.objs[o].registered);
-        self.objs[o].slots = SlotModel { gens: std::mem::take(&mut self.objs[o].slots.gens), ..SlotModel::default() };
+        self.objs[o].slots = SlotModel {
+            gens: std::mem::take(&mut self.objs[o].slots.gens),
+            ..SlotModel::default()
+        };
         for (_, cb) in regs {
             self.cbm[cb].expect_runs = 1;
             self.cbm[cb].expect_reason = reason;
@@ -866,7 +943,11 @@ impl World {
                 // Inline (already stopped) it runs before its id is known, and with `id` NULL
                 // it never learns it: unregister(s, 0).
                 let known = !inline && self.cbm[cb].id_known;
-                self.cbm[cb].expect_nested = Some(if known { STOPPER_STOPPED } else { STOPPER_EINVAL });
+                self.cbm[cb].expect_nested = Some(if known {
+                    STOPPER_STOPPED
+                } else {
+                    STOPPER_EINVAL
+                });
             }
             RtKind::StopOther => {
                 let target = self.cbm[cb].target.expect("target known");
@@ -910,72 +991,185 @@ impl World {
             let r = &self.cbs[i];
             let m = &self.cbm[i];
             let runs = r.runs.load(SeqCst);
-            check!(self, runs == m.expect_runs, "callback #{i} ({:?} on {}) ran {runs} times, expected {}", r.kind, self.objs[m.owner].name, m.expect_runs);
+            check!(
+                self,
+                runs == m.expect_runs,
+                "callback #{i} ({:?} on {}) ran {runs} times, expected {}",
+                r.kind,
+                self.objs[m.owner].name,
+                m.expect_runs
+            );
             if runs == 1 && !m.checked {
-                check!(self, r.reason.load(SeqCst) == m.expect_reason, "callback #{i}: reason {} != {}", r.reason.load(SeqCst), m.expect_reason);
+                check!(
+                    self,
+                    r.reason.load(SeqCst) == m.expect_reason,
+                    "callback #{i}: reason {} != {}",
+                    r.reason.load(SeqCst),
+                    m.expect_reason
+                );
                 if let Some(t) = m.expect_tid {
-                    check!(self, r.tid.load(SeqCst) == t, "callback #{i} ran on another thread than the stopping one");
+                    check!(
+                        self,
+                        r.tid.load(SeqCst) == t,
+                        "callback #{i} ran on another thread than the stopping one"
+                    );
                 }
                 if let Some(n) = m.expect_nested {
-                    check!(self, r.nested.load(SeqCst) == n, "callback #{i} ({:?}): nested call returned {}, expected {n}", r.kind, r.nested.load(SeqCst));
+                    check!(
+                        self,
+                        r.nested.load(SeqCst) == n,
+                        "callback #{i} ({:?}): nested call returned {}, expected {n}",
+                        r.kind,
+                        r.nested.load(SeqCst)
+                    );
                 }
                 if r.kind == RtKind::RegisterNested {
-                    check!(self, r.nested_runs.load(SeqCst) == 1 && r.nested_id.load(SeqCst) == 0, "on_stop from inside a callback: ran {} times, id {}", r.nested_runs.load(SeqCst), r.nested_id.load(SeqCst));
+                    check!(
+                        self,
+                        r.nested_runs.load(SeqCst) == 1 && r.nested_id.load(SeqCst) == 0,
+                        "on_stop from inside a callback: ran {} times, id {}",
+                        r.nested_runs.load(SeqCst),
+                        r.nested_id.load(SeqCst)
+                    );
                 }
-                ran_now.entry(m.owner).or_default().push((m.reg_order, r.seq.load(SeqCst)));
+                ran_now
+                    .entry(m.owner)
+                    .or_default()
+                    .push((m.reg_order, r.seq.load(SeqCst)));
                 self.cbm[i].checked = true;
             }
         }
         for (owner, mut v) in ran_now {
             v.sort();
-            check!(self, v.windows(2).all(|w| w[0].1 < w[1].1), "callbacks of {} did not run in registration order: {v:?}", self.objs[owner].name);
+            check!(
+                self,
+                v.windows(2).all(|w| w[0].1 < w[1].1),
+                "callbacks of {} did not run in registration order: {v:?}",
+                self.objs[owner].name
+            );
         }
         // Hooks.
         for (i, h) in self.hooks.iter().enumerate() {
             let m = &self.hookm[i];
             let calls = h.calls.load(SeqCst);
-            check!(self, !h.bad_tid.load(SeqCst), "hook #{i} got another thread's id");
+            check!(
+                self,
+                !h.bad_tid.load(SeqCst),
+                "hook #{i} got another thread's id"
+            );
             if let Some(n) = m.snapshot {
-                check!(self, calls == n, "hook #{i} was called after its worker exited ({n} -> {calls})");
+                check!(
+                    self,
+                    calls == n,
+                    "hook #{i} was called after its worker exited ({n} -> {calls})"
+                );
             } else if self.objs[m.obj].stopped.is_some() && m.entered_running {
-                check!(self, calls >= 1, "hook #{i}: a worker inside {} at its stop was not interrupted", self.objs[m.obj].name);
-                check!(self, m.repeat || calls == 1, "hook #{i} without repeat called {calls} times");
-                check!(self, h.reason.load(SeqCst) == self.objs[m.obj].stopped.unwrap(), "hook #{i}: wrong reason");
+                check!(
+                    self,
+                    calls >= 1,
+                    "hook #{i}: a worker inside {} at its stop was not interrupted",
+                    self.objs[m.obj].name
+                );
+                check!(
+                    self,
+                    m.repeat || calls == 1,
+                    "hook #{i} without repeat called {calls} times"
+                );
+                check!(
+                    self,
+                    h.reason.load(SeqCst) == self.objs[m.obj].stopped.unwrap(),
+                    "hook #{i}: wrong reason"
+                );
                 if let Some(Some(t)) = m.expect_first_caller {
-                    check!(self, h.first_caller.load(SeqCst) == t, "hook #{i}: first call not on the stopping thread");
+                    check!(
+                        self,
+                        h.first_caller.load(SeqCst) == t,
+                        "hook #{i}: first call not on the stopping thread"
+                    );
                 }
             } else {
-                check!(self, calls == 0, "hook #{i} called {calls} times though {} (entered running: {})", if self.objs[m.obj].stopped.is_some() { "stopped" } else { "running" }, m.entered_running);
+                check!(
+                    self,
+                    calls == 0,
+                    "hook #{i} called {calls} times though {} (entered running: {})",
+                    if self.objs[m.obj].stopped.is_some() {
+                        "stopped"
+                    } else {
+                        "running"
+                    },
+                    m.entered_running
+                );
             }
         }
         // Spawned threads.
         for (i, s) in self.spawns.iter().enumerate() {
             if s.done.load(SeqCst) {
                 let o = &self.objs[self.spawn_obj[i]];
-                check!(self, s.current.load(SeqCst) == o.ptr, "spawned thread's stopper_current() is not its stopper");
-                check!(self, s.status.load(SeqCst) == STOPPER_STOPPED, "spawned thread's wait returned {}", s.status.load(SeqCst));
+                check!(
+                    self,
+                    s.current.load(SeqCst) == o.ptr,
+                    "spawned thread's stopper_current() is not its stopper"
+                );
+                check!(
+                    self,
+                    s.status.load(SeqCst) == STOPPER_STOPPED,
+                    "spawned thread's wait returned {}",
+                    s.status.load(SeqCst)
+                );
             }
         }
         // Objects: freed exactly when unreachable; held ones agree with the model.
         for o in &self.objs {
             let strong = (o.strong)();
             if o.dead {
-                check!(self, strong == 0, "{} is unreachable but still has {strong} references (leak)", o.name);
+                check!(
+                    self,
+                    strong == 0,
+                    "{} is unreachable but still has {strong} references (leak)",
+                    o.name
+                );
             } else {
-                check!(self, strong >= 1, "{} was freed while the model still reaches it", o.name);
+                check!(
+                    self,
+                    strong >= 1,
+                    "{} was freed while the model still reaches it",
+                    o.name
+                );
             }
             if o.user_refs > 0 {
                 let p = o.ptr as *const ffi::stopper;
-                check!(self, stopper_is_set(p) == o.stopped.is_some(), "{}: is_set {} but the model says {:?}", o.name, stopper_is_set(p), o.stopped);
-                check!(self, stopper_reason(p) == o.stopped.unwrap_or(0), "{}: reason {} != {:?}", o.name, stopper_reason(p), o.stopped);
+                check!(
+                    self,
+                    stopper_is_set(p) == o.stopped.is_some(),
+                    "{}: is_set {} but the model says {:?}",
+                    o.name,
+                    stopper_is_set(p),
+                    o.stopped
+                );
+                check!(
+                    self,
+                    stopper_reason(p) == o.stopped.unwrap_or(0),
+                    "{}: reason {} != {:?}",
+                    o.name,
+                    stopper_reason(p),
+                    o.stopped
+                );
             }
         }
         for (i, c) in self.chans.iter().enumerate() {
             let strong = (c.strong)();
             if c.dead {
-                check!(self, strong == 0, "channel c{i} released but alive ({strong})");
+                check!(
+                    self,
+                    strong == 0,
+                    "channel c{i} released but alive ({strong})"
+                );
             } else {
-                check!(self, stopper_chan_len(c.ptr as *const ffi::stopper_chan) == c.queue.len(), "channel c{i}: len differs from the model");
+                check!(
+                    self,
+                    stopper_chan_len(c.ptr as *const ffi::stopper_chan) == c.queue.len(),
+                    "channel c{i}: len differs from the model"
+                );
             }
         }
         let _ = op_tid;
@@ -997,7 +1191,9 @@ impl World {
             Op::NewChild(a, p) => {
                 let o = self.resolve(p);
                 let pp = self.ptr(o);
-                let r = self.run(a, move || vec![stopper_new_child(pp as *mut ffi::stopper) as i64]);
+                let r = self.run(a, move || {
+                    vec![stopper_new_child(pp as *mut ffi::stopper) as i64]
+                });
                 match o {
                     None => check!(self, r[0] == 0, "new_child(NULL) must return NULL"),
                     Some(o) => {
@@ -1010,21 +1206,32 @@ impl World {
                 self.stat("new_child", i64::from(r[0] == 0));
             }
             Op::NewLinked(a, l) => {
-                let (ptr_list, n, entries): (Option<Vec<usize>>, usize, Vec<Option<usize>>) = match &l {
-                    List::Null(n) => (None, *n as usize, vec![]),
-                    List::Entries(v) => {
-                        let e: Vec<Option<usize>> = v.iter().map(|&p| self.resolve(p)).collect();
-                        (Some(e.iter().map(|&o| self.ptr(o)).collect()), v.len(), e)
-                    }
-                };
+                let (ptr_list, n, entries): (Option<Vec<usize>>, usize, Vec<Option<usize>>) =
+                    match &l {
+                        List::Null(n) => (None, *n as usize, vec![]),
+                        List::Entries(v) => {
+                            let e: Vec<Option<usize>> =
+                                v.iter().map(|&p| self.resolve(p)).collect();
+                            (Some(e.iter().map(|&o| self.ptr(o)).collect()), v.len(), e)
+                        }
+                    };
                 let r = self.run(a, move || {
-                    let arr = ptr_list.as_ref().map(|v| v.iter().map(|&p| p as *mut ffi::stopper).collect::<Vec<_>>());
+                    let arr = ptr_list.as_ref().map(|v| {
+                        v.iter()
+                            .map(|&p| p as *mut ffi::stopper)
+                            .collect::<Vec<_>>()
+                    });
                     let lp = arr.as_ref().map_or(null(), |v| v.as_ptr());
                     vec![stopper_new_linked(lp, n) as i64]
                 });
-                let expect_null = n > 0 && (matches!(l, List::Null(_)) || entries.iter().any(Option::is_none));
+                let expect_null =
+                    n > 0 && (matches!(l, List::Null(_)) || entries.iter().any(Option::is_none));
                 if expect_null {
-                    check!(self, r[0] == 0, "new_linked with a NULL list or entry must return NULL");
+                    check!(
+                        self,
+                        r[0] == 0,
+                        "new_linked with a NULL list or entry must return NULL"
+                    );
                 } else {
                     check!(self, r[0] != 0, "new_linked returned NULL");
                     let mut parents = vec![];
@@ -1043,7 +1250,9 @@ impl World {
             Op::Retain(a, p) => {
                 let o = self.resolve(p);
                 let pp = self.ptr(o);
-                let r = self.run(a, move || vec![stopper_retain(pp as *mut ffi::stopper) as i64]);
+                let r = self.run(a, move || {
+                    vec![stopper_retain(pp as *mut ffi::stopper) as i64]
+                });
                 check!(self, r[0] as usize == pp, "retain must return its argument");
                 if let Some(o) = o {
                     self.objs[o].user_refs += 1;
@@ -1063,13 +1272,22 @@ impl World {
             Op::Stop(a, p, reason) => {
                 let o = self.resolve(p);
                 let pp = self.ptr(o);
-                let r = self.run(a, move || vec![i64::from(stopper_stop(pp as *mut ffi::stopper, reason))]);
+                let r = self.run(a, move || {
+                    vec![i64::from(stopper_stop(pp as *mut ffi::stopper, reason))]
+                });
                 op_tid = Some(self.tid(a));
                 let expect = match o {
                     None => STOPPER_EINVAL,
-                    Some(o) => i32::from(self.model_stop(o, if reason == 0 { 1 } else { reason }, op_tid)),
+                    Some(o) => {
+                        i32::from(self.model_stop(o, if reason == 0 { 1 } else { reason }, op_tid))
+                    }
                 };
-                check!(self, r[0] == i64::from(expect), "stop returned {}, expected {expect}", r[0]);
+                check!(
+                    self,
+                    r[0] == i64::from(expect),
+                    "stop returned {}, expected {expect}",
+                    r[0]
+                );
                 self.stat("stop", r[0]);
             }
             Op::Read(a, p) => {
@@ -1087,29 +1305,59 @@ impl World {
                         i64::from(stopper_is_set(s))
                     } else {
                         // SAFETY: the flag byte is valid while we hold the stopper (or static).
-                        i64::from(unsafe { (*(f as *const std::sync::atomic::AtomicU8)).load(std::sync::atomic::Ordering::Acquire) })
+                        i64::from(unsafe {
+                            (*(f as *const std::sync::atomic::AtomicU8))
+                                .load(std::sync::atomic::Ordering::Acquire)
+                        })
                     };
-                    vec![i64::from(stopper_is_set(s)), i64::from(stopper_reason(s)), byte]
+                    vec![
+                        i64::from(stopper_is_set(s)),
+                        i64::from(stopper_reason(s)),
+                        byte,
+                    ]
                 });
                 let st = o.and_then(|o| self.objs[o].stopped);
                 check!(self, r[0] == i64::from(st.is_some()), "is_set");
-                check!(self, r[1] == i64::from(st.unwrap_or(0)), "reason {} != {:?}", r[1], st);
-                check!(self, r[2] >= 0 && (r[2] != 0) == st.is_some(), "flag byte {} but stopped {:?}", r[2], st);
+                check!(
+                    self,
+                    r[1] == i64::from(st.unwrap_or(0)),
+                    "reason {} != {:?}",
+                    r[1],
+                    st
+                );
+                check!(
+                    self,
+                    r[2] >= 0 && (r[2] != 0) == st.is_some(),
+                    "flag byte {} but stopped {:?}",
+                    r[2],
+                    st
+                );
             }
             Op::Wait(a, p, t) => {
                 let o = self.resolve(p);
                 let pp = self.ptr(o);
                 let stopped = o.is_some_and(|o| self.objs[o].stopped.is_some());
-                let t = if t == Tmo::Forever && o.is_some() && !stopped { Tmo::Zero } else { t };
+                let t = if t == Tmo::Forever && o.is_some() && !stopped {
+                    Tmo::Zero
+                } else {
+                    t
+                };
                 let ns = tmo_ns(t);
-                let r = self.run(a, move || vec![i64::from(stopper_wait(pp as *const ffi::stopper, ns))]);
+                let r = self.run(a, move || {
+                    vec![i64::from(stopper_wait(pp as *const ffi::stopper, ns))]
+                });
                 let expect = match (o, stopped) {
                     (None, _) if ns < 0 => STOPPER_EINVAL,
                     (None, _) => STOPPER_TIMEDOUT,
                     (Some(_), true) => STOPPER_STOPPED,
                     (Some(_), false) => STOPPER_TIMEDOUT,
                 };
-                check!(self, r[0] == i64::from(expect), "wait returned {}, expected {expect}", r[0]);
+                check!(
+                    self,
+                    r[0] == i64::from(expect),
+                    "wait returned {}, expected {expect}",
+                    r[0]
+                );
                 self.stat("wait", r[0]);
             }
             Op::WaitAny(a, l, t, which_null) => {
@@ -1120,15 +1368,31 @@ impl World {
                         (Some(e.iter().map(|&o| self.ptr(o)).collect()), v.len(), e)
                     }
                 };
-                let any_stopped = entries.iter().flatten().any(|&o| self.objs[o].stopped.is_some());
+                let any_stopped = entries
+                    .iter()
+                    .flatten()
+                    .any(|&o| self.objs[o].stopped.is_some());
                 let all_null = entries.iter().all(Option::is_none);
-                let t = if t == Tmo::Forever && !any_stopped && !all_null { Tmo::Zero } else { t };
+                let t = if t == Tmo::Forever && !any_stopped && !all_null {
+                    Tmo::Zero
+                } else {
+                    t
+                };
                 let ns = tmo_ns(t);
                 let r = self.run(a, move || {
-                    let arr = ptrs.as_ref().map(|v| v.iter().map(|&p| p as *const ffi::stopper).collect::<Vec<_>>());
+                    let arr = ptrs.as_ref().map(|v| {
+                        v.iter()
+                            .map(|&p| p as *const ffi::stopper)
+                            .collect::<Vec<_>>()
+                    });
                     let lp = arr.as_ref().map_or(null(), |v| v.as_ptr());
                     let mut which = 999usize;
-                    let st = stopper_wait_any(lp, n, ns, if which_null { null_mut() } else { &mut which });
+                    let st = stopper_wait_any(
+                        lp,
+                        n,
+                        ns,
+                        if which_null { null_mut() } else { &mut which },
+                    );
                     vec![i64::from(st), which as i64]
                 });
                 let expect = if matches!(l, List::Null(_)) && n > 0 {
@@ -1144,23 +1408,45 @@ impl World {
                 } else {
                     STOPPER_TIMEDOUT
                 };
-                check!(self, r[0] == i64::from(expect), "wait_any returned {}, expected {expect}", r[0]);
+                check!(
+                    self,
+                    r[0] == i64::from(expect),
+                    "wait_any returned {}, expected {expect}",
+                    r[0]
+                );
                 if r[0] == i64::from(STOPPER_STOPPED) && !which_null {
                     let w = r[1] as usize;
-                    check!(self, w < entries.len() && entries[w].is_some_and(|o| self.objs[o].stopped.is_some()), "wait_any's which = {w} is not a stopped entry");
+                    check!(
+                        self,
+                        w < entries.len()
+                            && entries[w].is_some_and(|o| self.objs[o].stopped.is_some()),
+                        "wait_any's which = {w} is not a stopped entry"
+                    );
                 } else {
                     check!(self, r[1] == 999, "wait_any wrote *which without STOPPED");
                 }
                 self.stat("wait_any", r[0]);
             }
-            Op::OnStop { actor: a, s, kind, null_fn, null_id } => self.on_stop(a, s, kind, null_fn, null_id, &mut op_tid),
+            Op::OnStop {
+                actor: a,
+                s,
+                kind,
+                null_fn,
+                null_id,
+            } => self.on_stop(a, s, kind, null_fn, null_id, &mut op_tid),
             Op::Unregister(a, p, idp) => self.unregister(a, p, idp),
             Op::Enter(a, p, hk) => self.enter(a, p, hk),
             Op::Exit(a, e) => self.exit(a, e),
             Op::Current(a) => {
                 let r = self.run(a, || vec![stopper_current() as i64]);
-                let top = self.stacks[a as usize % ACTORS].last().map_or(0, |e| self.objs[e.obj].ptr);
-                check!(self, r[0] as usize == top, "stopper_current is not the innermost entered stopper");
+                let top = self.stacks[a as usize % ACTORS]
+                    .last()
+                    .map_or(0, |e| self.objs[e.obj].ptr);
+                check!(
+                    self,
+                    r[0] as usize == top,
+                    "stopper_current is not the innermost entered stopper"
+                );
             }
             Op::Join(a, p, tk) => self.join(a, p, tk, &mut op_tid),
             Op::Spawn(a, p, null_fn) => self.spawn(a, p, null_fn),
@@ -1176,12 +1462,20 @@ impl World {
                 }
                 self.actors[i] = Some(Actor::new(i));
             }
-            Op::StopAfterShort(a, p, delay_us, reason) => self.stop_after_short(a, p, delay_us, reason),
+            Op::StopAfterShort(a, p, delay_us, reason) => {
+                self.stop_after_short(a, p, delay_us, reason)
+            }
             Op::StopAfterLong(a, p, reason, keep) => self.stop_after_long(a, p, reason, keep),
             Op::Disarm(a, p) => {
                 let o = self.resolve(p);
                 let pp = self.ptr(o);
-                let r = self.run(a, move || vec![i64::from(stopper_stop_after(pp as *mut ffi::stopper, -1, 0))]);
+                let r = self.run(a, move || {
+                    vec![i64::from(stopper_stop_after(
+                        pp as *mut ffi::stopper,
+                        -1,
+                        0,
+                    ))]
+                });
                 let expect = match o {
                     None => STOPPER_EINVAL,
                     Some(o) if self.objs[o].stopped.is_some() => STOPPER_STOPPED,
@@ -1190,20 +1484,37 @@ impl World {
                         STOPPER_OK
                     }
                 };
-                check!(self, r[0] == i64::from(expect), "disarm returned {}, expected {expect}", r[0]);
+                check!(
+                    self,
+                    r[0] == i64::from(expect),
+                    "disarm returned {}, expected {expect}",
+                    r[0]
+                );
                 self.stat("disarm", r[0]);
             }
             Op::Remaining(a, p) => {
                 let o = self.resolve(p);
                 let pp = self.ptr(o);
-                let r = self.run(a, move || vec![stopper_remaining_ns(pp as *const ffi::stopper)]);
+                let r = self.run(a, move || {
+                    vec![stopper_remaining_ns(pp as *const ffi::stopper)]
+                });
                 let class = o.map_or(-1, |o| self.remaining_class(o));
                 let ok = match class {
                     -1 => r[0] == -1,
                     0 => r[0] == 0,
                     _ => r[0] >= 1 && r[0] <= LONG_NS,
                 };
-                check!(self, ok, "remaining_ns = {} but the model says {}", r[0], match class { -1 => "no deadline", 0 => "stopped", _ => "a deadline within 60 s" });
+                check!(
+                    self,
+                    ok,
+                    "remaining_ns = {} but the model says {}",
+                    r[0],
+                    match class {
+                        -1 => "no deadline",
+                        0 => "stopped",
+                        _ => "a deadline within 60 s",
+                    }
+                );
             }
             Op::Fd(a, p) => {
                 let o = self.resolve(p);
@@ -1211,9 +1522,16 @@ impl World {
                 if cfg!(miri) {
                     return;
                 }
-                let r = self.run(a, move || vec![i64::from(stopper_fd(pp as *mut ffi::stopper))]);
+                let r = self.run(a, move || {
+                    vec![i64::from(stopper_fd(pp as *mut ffi::stopper))]
+                });
                 match o {
-                    None => check!(self, r[0] == i64::from(STOPPER_EINVAL), "stopper_fd(NULL) = {}", r[0]),
+                    None => check!(
+                        self,
+                        r[0] == i64::from(STOPPER_EINVAL),
+                        "stopper_fd(NULL) = {}",
+                        r[0]
+                    ),
                     Some(o) => {
                         check!(self, r[0] >= 0, "stopper_fd failed: {}", r[0]);
                         let fd = r[0] as i32;
@@ -1221,12 +1539,23 @@ impl World {
                             check!(self, old == fd, "stopper_fd changed from {old} to {fd}");
                         }
                         self.objs[o].fd = Some(fd);
-                        check!(self, poll_in(fd) == self.objs[o].stopped.is_some(), "the descriptor's readiness does not follow the stop");
+                        check!(
+                            self,
+                            poll_in(fd) == self.objs[o].stopped.is_some(),
+                            "the descriptor's readiness does not follow the stop"
+                        );
                     }
                 }
                 self.stat("fd", r[0].min(0));
             }
-            Op::WaitFd { actor: a, s, fd, events, t, null_revents } => self.wait_fd(a, s, fd, events, t, null_revents),
+            Op::WaitFd {
+                actor: a,
+                s,
+                fd,
+                events,
+                t,
+                null_revents,
+            } => self.wait_fd(a, s, fd, events, t, null_revents),
             Op::ChanNew(cap) => {
                 let c = stopper_chan_new(cap as usize);
                 check!(self, !c.is_null(), "chan_new returned NULL");
@@ -1244,7 +1573,11 @@ impl World {
                 let ci = self.resolve_chan(c);
                 let cp = ci.map_or(0, |i| self.chans[i].ptr);
                 let r = stopper_chan_retain(cp as *mut ffi::stopper_chan);
-                check!(self, r as usize == cp, "chan_retain must return its argument");
+                check!(
+                    self,
+                    r as usize == cp,
+                    "chan_retain must return its argument"
+                );
                 if let Some(i) = ci {
                     self.chans[i].refs += 1;
                 }
@@ -1274,18 +1607,34 @@ impl World {
                 let ci = self.resolve_chan(c);
                 let cp = ci.map_or(0, |i| self.chans[i].ptr);
                 let n = stopper_chan_len(cp as *const ffi::stopper_chan);
-                check!(self, n == ci.map_or(0, |i| self.chans[i].queue.len()), "chan_len = {n}");
+                check!(
+                    self,
+                    n == ci.map_or(0, |i| self.chans[i].queue.len()),
+                    "chan_len = {n}"
+                );
             }
-            Op::BlockThenStop { waiter, stopper_actor, s, kind, reason } => {
-                self.block_then_stop(waiter, stopper_actor, s, kind, reason, &mut op_tid)
-            }
+            Op::BlockThenStop {
+                waiter,
+                stopper_actor,
+                s,
+                kind,
+                reason,
+            } => self.block_then_stop(waiter, stopper_actor, s, kind, reason, &mut op_tid),
             Op::BadArgs(a, which, p, x) => self.bad_args(a, which, p, x),
         }
         self.update_liveness();
         self.check_invariants(op_tid);
     }
 
-    fn on_stop(&mut self, a: u8, p: Pick, kind: CbKind, null_fn: bool, null_id: bool, op_tid: &mut Option<u64>) {
+    fn on_stop(
+        &mut self,
+        a: u8,
+        p: Pick,
+        kind: CbKind,
+        null_fn: bool,
+        null_id: bool,
+        op_tid: &mut Option<u64>,
+    ) {
         let o = self.resolve(p);
         let pp = self.ptr(o);
         if o.is_none() || null_fn {
@@ -1295,7 +1644,13 @@ impl World {
                 let st = stopper_on_stop(pp as *mut ffi::stopper, f, null_mut(), &mut id);
                 vec![i64::from(st), id as i64]
             });
-            check!(self, r[0] == i64::from(STOPPER_EINVAL) && r[1] == 5, "on_stop with NULL stopper or function: {} (id {})", r[0], r[1]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_EINVAL) && r[1] == 5,
+                "on_stop with NULL stopper or function: {} (id {})",
+                r[0],
+                r[1]
+            );
             self.stat("on_stop", r[0]);
             return;
         }
@@ -1327,11 +1682,20 @@ impl World {
         let idx = self.cbs.len();
         self.cbs.push(Arc::clone(&rec));
         self.reg_counter += 1;
-        self.cbm.push(CbModel { owner: o, target: held.filter(|_| rt == RtKind::StopOther), id_known: !null_id, reg_order: self.reg_counter, ..CbModel::default() });
+        self.cbm.push(CbModel {
+            owner: o,
+            target: held.filter(|_| rt == RtKind::StopOther),
+            id_known: !null_id,
+            reg_order: self.reg_counter,
+            ..CbModel::default()
+        });
         let rec2 = Arc::clone(&rec);
         let r = self.run(a, move || {
             if held_ptr != 0 {
-                rec2.held.store(stopper_retain(held_ptr as *mut ffi::stopper) as usize, SeqCst);
+                rec2.held.store(
+                    stopper_retain(held_ptr as *mut ffi::stopper) as usize,
+                    SeqCst,
+                );
             }
             let mut id = 5u64;
             let st = stopper_on_stop(
@@ -1347,8 +1711,18 @@ impl World {
         });
         self.stat("on_stop", r[0]);
         if self.objs[o].stopped.is_some() {
-            check!(self, r[0] == i64::from(STOPPER_STOPPED), "on_stop on a stopped stopper returned {}", r[0]);
-            check!(self, null_id || r[1] == 0, "on_stop on a stopped stopper must set *id = 0 (got {})", r[1]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_STOPPED),
+                "on_stop on a stopped stopper returned {}",
+                r[0]
+            );
+            check!(
+                self,
+                null_id || r[1] == 0,
+                "on_stop on a stopped stopper must set *id = 0 (got {})",
+                r[1]
+            );
             let tid = self.tid(a);
             *op_tid = Some(tid);
             let reason = self.objs[o].stopped.unwrap();
@@ -1357,13 +1731,26 @@ impl World {
             self.cbm[idx].expect_tid = Some(tid);
             self.run_callback_effects(idx, o, Some(tid), true);
         } else {
-            check!(self, r[0] == i64::from(STOPPER_OK), "on_stop returned {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_OK),
+                "on_stop returned {}",
+                r[0]
+            );
             self.objs[o].pushes += 1;
             let predicted = self.objs[o].slots.push();
             if !null_id {
                 let id = r[1] as u64;
-                check!(self, id != 0 && !self.objs[o].issued.contains(&id), "on_stop returned id {id:#x}: zero or reused");
-                check!(self, id == predicted, "on_stop returned id {id:#x}, the model expected {predicted:#x}");
+                check!(
+                    self,
+                    id != 0 && !self.objs[o].issued.contains(&id),
+                    "on_stop returned id {id:#x}: zero or reused"
+                );
+                check!(
+                    self,
+                    id == predicted,
+                    "on_stop returned id {id:#x}, the model expected {predicted:#x}"
+                );
                 self.issued_all.push(id);
             }
             // With `id == NULL` the test never sees it, but the model knows it.
@@ -1377,10 +1764,21 @@ impl World {
         let pp = self.ptr(o);
         let id = match idp {
             IdPick::Zero => 0,
-            IdPick::Real(k) if !self.issued_all.is_empty() => self.issued_all[k as usize % self.issued_all.len()],
+            IdPick::Real(k) if !self.issued_all.is_empty() => {
+                self.issued_all[k as usize % self.issued_all.len()]
+            }
             IdPick::Real(_) => 0,
             IdPick::Own(k) => {
-                let regs: Vec<u64> = o.map(|o| self.objs[o].registered.iter().map(|r| r.0).filter(|&i| i != 0).collect()).unwrap_or_default();
+                let regs: Vec<u64> = o
+                    .map(|o| {
+                        self.objs[o]
+                            .registered
+                            .iter()
+                            .map(|r| r.0)
+                            .filter(|&i| i != 0)
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 if regs.is_empty() {
                     0
                 } else {
@@ -1390,10 +1788,17 @@ impl World {
             IdPick::Random(x) => x,
             IdPick::Fabricated(s, l) => (u64::from(s) << 32) | u64::from(l),
         };
-        let r = self.run(a, move || vec![i64::from(stopper_unregister(pp as *mut ffi::stopper, id))]);
+        let r = self.run(a, move || {
+            vec![i64::from(stopper_unregister(pp as *mut ffi::stopper, id))]
+        });
         self.stat("unregister", r[0]);
         let Some(o) = o else {
-            check!(self, r[0] == i64::from(STOPPER_EINVAL), "unregister(NULL) = {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_EINVAL),
+                "unregister(NULL) = {}",
+                r[0]
+            );
             return;
         };
         let stopped = self.objs[o].stopped.is_some();
@@ -1420,7 +1825,12 @@ impl World {
         } else {
             STOPPER_EINVAL
         };
-        check!(self, r[0] == i64::from(expect), "unregister({id:#x}) returned {}, expected {expect}", r[0]);
+        check!(
+            self,
+            r[0] == i64::from(expect),
+            "unregister({id:#x}) returned {}, expected {expect}",
+            r[0]
+        );
     }
 
     fn enter(&mut self, a: u8, p: Pick, hk: HookKind) {
@@ -1455,21 +1865,54 @@ impl World {
         let top_before = self.stacks[i].last().map_or(0, |e| self.objs[e.obj].ptr);
         match o {
             None => {
-                check!(self, r[0] == i64::from(STOPPER_EINVAL), "enter(NULL) = {}", r[0]);
-                check!(self, r[1] as usize == top_before, "a refused enter changed stopper_current");
+                check!(
+                    self,
+                    r[0] == i64::from(STOPPER_EINVAL),
+                    "enter(NULL) = {}",
+                    r[0]
+                );
+                check!(
+                    self,
+                    r[1] as usize == top_before,
+                    "a refused enter changed stopper_current"
+                );
             }
             Some(_) if with_hook && !fnp => {
-                check!(self, r[0] == i64::from(STOPPER_EINVAL), "enter with a NULL hook function = {}", r[0]);
-                check!(self, r[1] as usize == top_before, "a refused enter changed stopper_current");
+                check!(
+                    self,
+                    r[0] == i64::from(STOPPER_EINVAL),
+                    "enter with a NULL hook function = {}",
+                    r[0]
+                );
+                check!(
+                    self,
+                    r[1] as usize == top_before,
+                    "a refused enter changed stopper_current"
+                );
             }
             Some(o) => {
                 let stopped = self.objs[o].stopped.is_some();
                 let expect = if stopped { STOPPER_STOPPED } else { STOPPER_OK };
-                check!(self, r[0] == i64::from(expect), "enter returned {}, expected {expect}", r[0]);
-                check!(self, r[1] as usize == pp, "stopper_current after enter is not the entered stopper");
+                check!(
+                    self,
+                    r[0] == i64::from(expect),
+                    "enter returned {}, expected {expect}",
+                    r[0]
+                );
+                check!(
+                    self,
+                    r[1] as usize == pp,
+                    "stopper_current after enter is not the entered stopper"
+                );
                 let hook = if with_hook {
                     self.hooks.push(rec);
-                    self.hookm.push(HookModel { obj: o, repeat: repeat > 0, entered_running: !stopped, snapshot: None, expect_first_caller: None });
+                    self.hookm.push(HookModel {
+                        obj: o,
+                        repeat: repeat > 0,
+                        entered_running: !stopped,
+                        snapshot: None,
+                        expect_first_caller: None,
+                    });
                     Some(self.hooks.len() - 1)
                 } else {
                     None
@@ -1491,21 +1934,40 @@ impl World {
                 (o, self.ptr(o))
             }
         };
-        let r = self.run(a, move || vec![i64::from(stopper_exit(pp as *mut ffi::stopper)), stopper_current() as i64]);
+        let r = self.run(a, move || {
+            vec![
+                i64::from(stopper_exit(pp as *mut ffi::stopper)),
+                stopper_current() as i64,
+            ]
+        });
         self.stat("exit", r[0]);
         let top = self.stacks[i].last().map(|t| t.obj);
         let matches = o.is_some() && top.is_some_and(|t| self.objs[t].ptr == pp);
         if matches {
-            check!(self, r[0] == i64::from(STOPPER_OK), "exit of the innermost stopper returned {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_OK),
+                "exit of the innermost stopper returned {}",
+                r[0]
+            );
             let e = self.stacks[i].pop().expect("top");
             if let Some(h) = e.hook {
                 self.hookm[h].snapshot = Some(self.hooks[h].calls.load(SeqCst));
             }
         } else {
-            check!(self, r[0] == i64::from(STOPPER_EINVAL), "exit of a stopper that is not the innermost returned {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_EINVAL),
+                "exit of a stopper that is not the innermost returned {}",
+                r[0]
+            );
         }
         let top = self.stacks[i].last().map_or(0, |t| self.objs[t.obj].ptr);
-        check!(self, r[1] as usize == top, "stopper_current after exit is wrong");
+        check!(
+            self,
+            r[1] as usize == top,
+            "stopper_current after exit is wrong"
+        );
     }
 
     fn join(&mut self, a: u8, p: Pick, tk: u8, op_tid: &mut Option<u64>) {
@@ -1514,7 +1976,13 @@ impl World {
         let i = a as usize % ACTORS;
         let stack_workers = o.map_or(0, |o| self.in_stack(o));
         let own = o.is_some_and(|o| self.stacks[i].iter().any(|e| e.obj == o));
-        let pending_spawns = o.map_or(0, |o| self.objs[o].spawns.iter().filter(|&&s| !self.spawn_confirmed[s]).count());
+        let pending_spawns = o.map_or(0, |o| {
+            self.objs[o]
+                .spawns
+                .iter()
+                .filter(|&&s| !self.spawn_confirmed[s])
+                .count()
+        });
         let long = tk == 2 && stack_workers == 0;
         let ns = match tk {
             0 => 0,
@@ -1522,14 +1990,26 @@ impl World {
             _ if long => 5_000 * MS,
             _ => MS,
         };
-        let r = self.run(a, move || vec![i64::from(stopper_join(pp as *mut ffi::stopper, ns))]);
+        let r = self.run(a, move || {
+            vec![i64::from(stopper_join(pp as *mut ffi::stopper, ns))]
+        });
         self.stat("join", r[0]);
         let Some(o) = o else {
-            check!(self, r[0] == i64::from(STOPPER_EINVAL), "join(NULL) = {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_EINVAL),
+                "join(NULL) = {}",
+                r[0]
+            );
             return;
         };
         if own {
-            check!(self, r[0] == i64::from(STOPPER_EDEADLK), "a worker joining its own stopper got {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_EDEADLK),
+                "a worker joining its own stopper got {}",
+                r[0]
+            );
             return;
         }
         *op_tid = Some(self.tid(a));
@@ -1537,16 +2017,35 @@ impl World {
             self.model_stop(o, 1, *op_tid);
         }
         if stack_workers > 0 {
-            check!(self, r[0] == i64::from(STOPPER_TIMEDOUT), "join with a worker still inside returned {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_TIMEDOUT),
+                "join with a worker still inside returned {}",
+                r[0]
+            );
         } else if pending_spawns > 0 && !long {
-            check!(self, r[0] == i64::from(STOPPER_OK) || r[0] == i64::from(STOPPER_TIMEDOUT), "join returned {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_OK) || r[0] == i64::from(STOPPER_TIMEDOUT),
+                "join returned {}",
+                r[0]
+            );
         } else {
-            check!(self, r[0] == i64::from(STOPPER_OK), "join with no worker inside returned {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_OK),
+                "join with no worker inside returned {}",
+                r[0]
+            );
         }
         if r[0] == i64::from(STOPPER_OK) {
             for s in self.objs[o].spawns.clone() {
                 self.spawn_confirmed[s] = true;
-                check!(self, self.spawns[s].done.load(SeqCst), "join returned OK before a spawned worker finished");
+                check!(
+                    self,
+                    self.spawns[s].done.load(SeqCst),
+                    "join returned OK before a spawned worker finished"
+                );
             }
         }
     }
@@ -1557,9 +2056,18 @@ impl World {
         if o.is_none() || null_fn {
             let r = self.run(a, move || {
                 let f: stopper_thread_fn = if null_fn { None } else { Some(spawned_body) };
-                vec![i64::from(stopper_spawn(pp as *mut ffi::stopper, f, null_mut()))]
+                vec![i64::from(stopper_spawn(
+                    pp as *mut ffi::stopper,
+                    f,
+                    null_mut(),
+                ))]
             });
-            check!(self, r[0] == i64::from(STOPPER_EINVAL), "spawn with NULL stopper or function = {}", r[0]);
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_EINVAL),
+                "spawn with NULL stopper or function = {}",
+                r[0]
+            );
             self.stat("spawn", r[0]);
             return;
         }
@@ -1568,7 +2076,11 @@ impl World {
         let arg = Arc::into_raw(Arc::clone(&rec)) as usize;
         let r = self.run(a, move || {
             let kept = stopper_retain(pp as *mut ffi::stopper);
-            let st = stopper_spawn(pp as *mut ffi::stopper, Some(spawned_body), arg as *mut c_void);
+            let st = stopper_spawn(
+                pp as *mut ffi::stopper,
+                Some(spawned_body),
+                arg as *mut c_void,
+            );
             if st != STOPPER_OK {
                 // SAFETY: the thread was not started: take the Arc back.
                 drop(unsafe { Arc::from_raw(arg as *const SpawnRec) });
@@ -1577,7 +2089,12 @@ impl World {
             vec![i64::from(st)]
         });
         self.stat("spawn", r[0]);
-        check!(self, r[0] == i64::from(STOPPER_OK), "spawn returned {}", r[0]);
+        check!(
+            self,
+            r[0] == i64::from(STOPPER_OK),
+            "spawn returned {}",
+            r[0]
+        );
         self.objs[o].spawn_refs += 1;
         self.spawns.push(rec);
         self.spawn_obj.push(o);
@@ -1599,24 +2116,46 @@ impl World {
                 // The last callback of `s`: once it ran, the deadline's stop is complete.
                 stopper_on_stop(s, Some(set_flag), Arc::as_ptr(&f2) as *mut c_void, &mut id);
             }
-            vec![i64::from(stopper_stop_after(s, i64::from(delay_us) * 1000, reason)), id as i64]
+            vec![
+                i64::from(stopper_stop_after(s, i64::from(delay_us) * 1000, reason)),
+                id as i64,
+            ]
         });
         // The sentinel's data stays valid for as long as the case's records.
         self.sentinels.push(Arc::clone(&flag));
         self.stat("stop_after", r[0]);
         match o {
-            None => check!(self, r[0] == i64::from(STOPPER_EINVAL), "stop_after(NULL) = {}", r[0]),
-            Some(_) if !running => check!(self, r[0] == i64::from(STOPPER_STOPPED), "stop_after on a stopped stopper = {}", r[0]),
+            None => check!(
+                self,
+                r[0] == i64::from(STOPPER_EINVAL),
+                "stop_after(NULL) = {}",
+                r[0]
+            ),
+            Some(_) if !running => check!(
+                self,
+                r[0] == i64::from(STOPPER_STOPPED),
+                "stop_after on a stopped stopper = {}",
+                r[0]
+            ),
             Some(o) => {
                 check!(self, r[0] == i64::from(STOPPER_OK), "stop_after = {}", r[0]);
                 let predicted = self.objs[o].slots.push();
-                check!(self, r[1] as u64 == predicted, "on_stop (sentinel) returned id {:#x}, the model expected {predicted:#x}", r[1]);
+                check!(
+                    self,
+                    r[1] as u64 == predicted,
+                    "on_stop (sentinel) returned id {:#x}, the model expected {predicted:#x}",
+                    r[1]
+                );
                 self.objs[o].issued.insert(r[1] as u64);
                 self.objs[o].pushes += 1;
                 self.issued_all.push(r[1] as u64);
                 let t0 = Instant::now();
                 while !flag.load(SeqCst) {
-                    check!(self, t0.elapsed() < hang_limit(), "HANG: a {delay_us} us deadline did not fire");
+                    check!(
+                        self,
+                        t0.elapsed() < hang_limit(),
+                        "HANG: a {delay_us} us deadline did not fire"
+                    );
                     std::thread::sleep(Duration::from_micros(100));
                 }
                 self.model_stop(o, if reason == 0 { 2 } else { reason }, None);
@@ -1633,26 +2172,63 @@ impl World {
             let r1 = stopper_remaining_ns(s);
             let a2 = stopper_stop_after(s, LONG_NS / 2, reason);
             let r2 = stopper_remaining_ns(s);
-            let (a3, r3) = if keep { (a2, r2) } else { (stopper_stop_after(s, -1, 0), stopper_remaining_ns(s)) };
+            let (a3, r3) = if keep {
+                (a2, r2)
+            } else {
+                (stopper_stop_after(s, -1, 0), stopper_remaining_ns(s))
+            };
             vec![i64::from(a1), r1, i64::from(a2), r2, i64::from(a3), r3]
         });
         self.stat("stop_after", r[0]);
         let Some(o) = o else {
-            check!(self, r[0] == i64::from(STOPPER_EINVAL) && r[1] == -1, "stop_after(NULL): {r:?}");
+            check!(
+                self,
+                r[0] == i64::from(STOPPER_EINVAL) && r[1] == -1,
+                "stop_after(NULL): {r:?}"
+            );
             return;
         };
         if self.objs[o].stopped.is_some() {
-            check!(self, r.iter().step_by(2).all(|&v| v == i64::from(STOPPER_STOPPED)), "stop_after on a stopped stopper: {r:?}");
-            check!(self, r.iter().skip(1).step_by(2).all(|&v| v == 0), "remaining_ns of a stopped stopper: {r:?}");
+            check!(
+                self,
+                r.iter()
+                    .step_by(2)
+                    .all(|&v| v == i64::from(STOPPER_STOPPED)),
+                "stop_after on a stopped stopper: {r:?}"
+            );
+            check!(
+                self,
+                r.iter().skip(1).step_by(2).all(|&v| v == 0),
+                "remaining_ns of a stopped stopper: {r:?}"
+            );
             return;
         }
-        check!(self, r[0] == 0 && r[2] == 0 && r[4] == 0, "stop_after statuses: {r:?}");
-        check!(self, r[1] >= 1 && r[1] <= LONG_NS, "remaining after arming 60 s: {}", r[1]);
-        check!(self, r[3] >= 1 && r[3] <= LONG_NS / 2, "re-arming must replace the deadline: {}", r[3]);
+        check!(
+            self,
+            r[0] == 0 && r[2] == 0 && r[4] == 0,
+            "stop_after statuses: {r:?}"
+        );
+        check!(
+            self,
+            r[1] >= 1 && r[1] <= LONG_NS,
+            "remaining after arming 60 s: {}",
+            r[1]
+        );
+        check!(
+            self,
+            r[3] >= 1 && r[3] <= LONG_NS / 2,
+            "re-arming must replace the deadline: {}",
+            r[3]
+        );
         self.objs[o].deadline = keep;
         if !keep {
             let class = self.remaining_class(o);
-            check!(self, (class == -1 && r[5] == -1) || (class == 1 && r[5] >= 1), "remaining after disarm: {} (model {class})", r[5]);
+            check!(
+                self,
+                (class == -1 && r[5] == -1) || (class == 1 && r[5] >= 1),
+                "remaining after disarm: {} (model {class})",
+                r[5]
+            );
         }
     }
 
@@ -1676,22 +2252,44 @@ impl World {
         let own_ptr = own_of.map_or(0, |q| self.objs[q].ptr);
         // Will it be ready at once?
         let ready = match (fdp, own_of) {
-            (_, Some(q)) => (events & libc::POLLOUT != 0) || (events & libc::POLLIN != 0 && self.objs[q].stopped.is_some()),
+            (_, Some(q)) => {
+                (events & libc::POLLOUT != 0)
+                    || (events & libc::POLLIN != 0 && self.objs[q].stopped.is_some())
+            }
             (FdPick::PipeWrite, _) => events & libc::POLLOUT != 0,
             _ => false,
         };
         let immediate = fd < 0 && own_of.is_none() || stopped || fd == CLOSED_FD || ready;
-        let t = if t == Tmo::Forever && !immediate { Tmo::Zero } else { t };
+        let t = if t == Tmo::Forever && !immediate {
+            Tmo::Zero
+        } else {
+            t
+        };
         let ns = tmo_ns(t);
         let r = self.run(a, move || {
-            let fd = if own_ptr != 0 { stopper_fd(own_ptr as *mut ffi::stopper) } else { fd };
+            let fd = if own_ptr != 0 {
+                stopper_fd(own_ptr as *mut ffi::stopper)
+            } else {
+                fd
+            };
             let mut rev: i16 = 0x777;
             // SAFETY: errno is thread-local.
             unsafe { *libc::__errno_location() = 0 };
-            let st = stopper_wait_fd(pp as *const ffi::stopper, fd, events, ns, if null_revents { null_mut() } else { &mut rev });
+            let st = stopper_wait_fd(
+                pp as *const ffi::stopper,
+                fd,
+                events,
+                ns,
+                if null_revents { null_mut() } else { &mut rev },
+            );
             // SAFETY: as above.
             let errno = unsafe { *libc::__errno_location() };
-            vec![i64::from(st), i64::from(rev), i64::from(errno), i64::from(fd)]
+            vec![
+                i64::from(st),
+                i64::from(rev),
+                i64::from(errno),
+                i64::from(fd),
+            ]
         });
         self.stat("wait_fd", r[0]);
         if let Some(q) = own_of {
@@ -1712,20 +2310,35 @@ impl World {
         } else {
             STOPPER_TIMEDOUT
         };
-        check!(self, r[0] == i64::from(expect), "wait_fd returned {}, expected {expect}", r[0]);
+        check!(
+            self,
+            r[0] == i64::from(expect),
+            "wait_fd returned {}, expected {expect}",
+            r[0]
+        );
         if expect == STOPPER_EOS {
-            check!(self, r[2] == i64::from(libc::EBADF), "wait_fd on a closed fd: errno {}", r[2]);
+            check!(
+                self,
+                r[2] == i64::from(libc::EBADF),
+                "wait_fd on a closed fd: errno {}",
+                r[2]
+            );
         }
         if !null_revents {
             if expect == STOPPER_OK {
-                check!(self, r[1] as i16 & events != 0, "revents {:#x} has none of {events:#x}", r[1]);
+                check!(
+                    self,
+                    r[1] as i16 & events != 0,
+                    "revents {:#x} has none of {events:#x}",
+                    r[1]
+                );
             } else {
                 check!(self, r[1] == 0x777, "revents written without OK");
             }
         }
         // A non-NULL running stopper got its descriptor.
         if let Some(o) = o {
-            if !stopped && !(fd < 0 && own_of.is_none()) {
+            if !stopped && (fd >= 0 || own_of.is_some()) {
                 let fd_now = stopper_fd(pp as *mut ffi::stopper);
                 if let Some(old) = self.objs[o].fd {
                     check!(self, old == fd_now, "stopper_fd changed");
@@ -1745,14 +2358,32 @@ impl World {
             None => STOPPER_EINVAL,
             Some(_) if stopped => STOPPER_STOPPED,
             Some(i) if self.chans[i].closed => STOPPER_CLOSED,
-            Some(i) if self.chans[i].cap == 0 || self.chans[i].queue.len() < self.chans[i].cap => STOPPER_OK,
+            Some(i) if self.chans[i].cap == 0 || self.chans[i].queue.len() < self.chans[i].cap => {
+                STOPPER_OK
+            }
             Some(_) => STOPPER_TIMEDOUT,
         };
-        let t = if t == Tmo::Forever && expect == STOPPER_TIMEDOUT { Tmo::Zero } else { t };
+        let t = if t == Tmo::Forever && expect == STOPPER_TIMEDOUT {
+            Tmo::Zero
+        } else {
+            t
+        };
         let ns = tmo_ns(t);
-        let r = self.run(a, move || vec![i64::from(stopper_chan_send(cp as *mut ffi::stopper_chan, item, pp as *const ffi::stopper, ns))]);
+        let r = self.run(a, move || {
+            vec![i64::from(stopper_chan_send(
+                cp as *mut ffi::stopper_chan,
+                item,
+                pp as *const ffi::stopper,
+                ns,
+            ))]
+        });
         self.stat("chan_send", r[0]);
-        check!(self, r[0] == i64::from(expect), "chan_send returned {}, expected {expect}", r[0]);
+        check!(
+            self,
+            r[0] == i64::from(expect),
+            "chan_send returned {}, expected {expect}",
+            r[0]
+        );
         if expect == STOPPER_OK {
             self.chans[ci.unwrap()].queue.push_back(item);
         }
@@ -1772,41 +2403,81 @@ impl World {
             Some(i) if self.chans[i].closed => STOPPER_CLOSED,
             Some(_) => STOPPER_TIMEDOUT,
         };
-        let t = if t == Tmo::Forever && expect == STOPPER_TIMEDOUT { Tmo::Zero } else { t };
+        let t = if t == Tmo::Forever && expect == STOPPER_TIMEDOUT {
+            Tmo::Zero
+        } else {
+            t
+        };
         let ns = tmo_ns(t);
         let r = self.run(a, move || {
             let mut item = 0xabcdu64;
-            let st = stopper_chan_recv(cp as *mut ffi::stopper_chan, if null_item { null_mut() } else { &mut item }, pp as *const ffi::stopper, ns);
+            let st = stopper_chan_recv(
+                cp as *mut ffi::stopper_chan,
+                if null_item { null_mut() } else { &mut item },
+                pp as *const ffi::stopper,
+                ns,
+            );
             vec![i64::from(st), item as i64]
         });
         self.stat("chan_recv", r[0]);
-        check!(self, r[0] == i64::from(expect), "chan_recv returned {}, expected {expect}", r[0]);
+        check!(
+            self,
+            r[0] == i64::from(expect),
+            "chan_recv returned {}, expected {expect}",
+            r[0]
+        );
         if expect == STOPPER_OK {
             let v = self.chans[ci.unwrap()].queue.pop_front().unwrap();
-            check!(self, r[1] as u64 == v, "chan_recv got {:#x}, expected {v:#x} (FIFO)", r[1]);
+            check!(
+                self,
+                r[1] as u64 == v,
+                "chan_recv got {:#x}, expected {v:#x} (FIFO)",
+                r[1]
+            );
         } else {
             check!(self, r[1] == 0xabcd, "chan_recv wrote *item without OK");
         }
     }
 
-    fn block_then_stop(&mut self, waiter: u8, stopper_actor: u8, s: u8, kind: BlockKind, reason: i32, op_tid: &mut Option<u64>) {
-        let Some(o) = self.resolve(Some(s)) else { return };
+    fn block_then_stop(
+        &mut self,
+        waiter: u8,
+        stopper_actor: u8,
+        s: u8,
+        kind: BlockKind,
+        reason: i32,
+        op_tid: &mut Option<u64>,
+    ) {
+        let Some(o) = self.resolve(Some(s)) else {
+            return;
+        };
         let waiter = waiter as usize % ACTORS;
-        let stopper_actor = if stopper_actor as usize % ACTORS == waiter { (waiter + 1) % ACTORS } else { stopper_actor as usize % ACTORS };
+        let stopper_actor = if stopper_actor as usize % ACTORS == waiter {
+            (waiter + 1) % ACTORS
+        } else {
+            stopper_actor as usize % ACTORS
+        };
         if self.objs[o].stopped.is_some() {
             return; // nothing would block: the plain operations cover it
         }
         let pp = self.ptr(Some(o));
         let pipe_r = self.pipe.0;
         let job: Job = match kind {
-            BlockKind::Wait => Box::new(move || vec![i64::from(stopper_wait(pp as *const ffi::stopper, -1))]),
+            BlockKind::Wait => {
+                Box::new(move || vec![i64::from(stopper_wait(pp as *const ffi::stopper, -1))])
+            }
             BlockKind::WaitAny => Box::new(move || {
                 let list = [null(), pp as *const ffi::stopper];
                 let mut which = 9usize;
-                vec![i64::from(stopper_wait_any(list.as_ptr(), 2, -1, &mut which)), which as i64]
+                vec![
+                    i64::from(stopper_wait_any(list.as_ptr(), 2, -1, &mut which)),
+                    which as i64,
+                ]
             }),
             BlockKind::ChanRecv(k) | BlockKind::ChanSend(k) => {
-                let Some(ci) = self.resolve_chan(Some(k)) else { return };
+                let Some(ci) = self.resolve_chan(Some(k)) else {
+                    return;
+                };
                 let ch = &self.chans[ci];
                 let blocks = match kind {
                     BlockKind::ChanRecv(_) => ch.queue.is_empty() && !ch.closed,
@@ -1819,17 +2490,37 @@ impl World {
                 if matches!(kind, BlockKind::ChanRecv(_)) {
                     Box::new(move || {
                         let mut item = 1u64;
-                        vec![i64::from(stopper_chan_recv(cp as *mut ffi::stopper_chan, &mut item, pp as *const ffi::stopper, -1))]
+                        vec![i64::from(stopper_chan_recv(
+                            cp as *mut ffi::stopper_chan,
+                            &mut item,
+                            pp as *const ffi::stopper,
+                            -1,
+                        ))]
                     })
                 } else {
-                    Box::new(move || vec![i64::from(stopper_chan_send(cp as *mut ffi::stopper_chan, 7, pp as *const ffi::stopper, -1))])
+                    Box::new(move || {
+                        vec![i64::from(stopper_chan_send(
+                            cp as *mut ffi::stopper_chan,
+                            7,
+                            pp as *const ffi::stopper,
+                            -1,
+                        ))]
+                    })
                 }
             }
             BlockKind::WaitFd => {
                 if cfg!(miri) {
                     return;
                 }
-                Box::new(move || vec![i64::from(stopper_wait_fd(pp as *const ffi::stopper, pipe_r, libc::POLLIN, -1, null_mut()))])
+                Box::new(move || {
+                    vec![i64::from(stopper_wait_fd(
+                        pp as *const ffi::stopper,
+                        pipe_r,
+                        libc::POLLIN,
+                        -1,
+                        null_mut(),
+                    ))]
+                })
             }
         };
         if matches!(kind, BlockKind::WaitFd) {
@@ -1839,18 +2530,33 @@ impl World {
         let w = self.actors[waiter].as_ref().expect("actor");
         w.start(job);
         std::thread::sleep(Duration::from_micros(300));
-        let r = self.run(stopper_actor as u8, move || vec![i64::from(stopper_stop(pp as *mut ffi::stopper, reason))]);
+        let r = self.run(stopper_actor as u8, move || {
+            vec![i64::from(stopper_stop(pp as *mut ffi::stopper, reason))]
+        });
         *op_tid = Some(self.tid(stopper_actor as u8));
         self.model_stop(o, if reason == 0 { 1 } else { reason }, *op_tid);
         check!(self, r[0] == 1, "stop returned {}", r[0]);
         let t0 = Instant::now();
-        let got = self.actors[waiter].as_ref().expect("actor").finish(&format!("{} (blocked {kind:?}, woken by a stop)", self.ctx));
+        let got = self.actors[waiter]
+            .as_ref()
+            .expect("actor")
+            .finish(&format!("{} (blocked {kind:?}, woken by a stop)", self.ctx));
         self.stat("block+stop", got[0]);
-        check!(self, got[0] == i64::from(STOPPER_STOPPED), "a blocked {kind:?} woken by a stop returned {}", got[0]);
+        check!(
+            self,
+            got[0] == i64::from(STOPPER_STOPPED),
+            "a blocked {kind:?} woken by a stop returned {}",
+            got[0]
+        );
         if matches!(kind, BlockKind::WaitAny) {
             check!(self, got[1] == 1, "wait_any which = {}", got[1]);
         }
-        check!(self, t0.elapsed() < Duration::from_secs(5), "a blocked {kind:?} took {:?} to see the stop", t0.elapsed());
+        check!(
+            self,
+            t0.elapsed() < Duration::from_secs(5),
+            "a blocked {kind:?} took {:?} to see the stop",
+            t0.elapsed()
+        );
         if let Some(fd) = self.objs[o].fd {
             if fd == -1 {
                 let real = stopper_fd(pp as *mut ffi::stopper);
@@ -1864,7 +2570,11 @@ impl World {
         let pp = self.ptr(o);
         let which = which % 11;
         // Signals and shared memory are not emulated by Miri.
-        let which = if cfg!(miri) && matches!(which, 1 | 2 | 5) { 8 } else { which };
+        let which = if cfg!(miri) && matches!(which, 1 | 2 | 5) {
+            8
+        } else {
+            which
+        };
         let tid = self.tid(a);
         let r = self.run(a, move || {
             let s = pp as *mut ffi::stopper;
@@ -1880,36 +2590,65 @@ impl World {
                     vec![i64::from(t.starts_with("STOPPER_") == known)]
                 }
                 1 => {
-                    let bad = [0, -1, 65, 1000, i32::MIN, libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT, libc::SIGTRAP, libc::SIGSYS];
+                    let bad = [
+                        0,
+                        -1,
+                        65,
+                        1000,
+                        i32::MIN,
+                        libc::SIGKILL,
+                        libc::SIGSTOP,
+                        libc::SIGSEGV,
+                        libc::SIGBUS,
+                        libc::SIGFPE,
+                        libc::SIGILL,
+                        libc::SIGABRT,
+                        libc::SIGTRAP,
+                        libc::SIGSYS,
+                    ];
                     let sig = bad[x.unsigned_abs() as usize % bad.len()];
                     vec![i64::from(stopper_install_signal(sig) == STOPPER_EINVAL)]
                 }
                 2 => {
                     let a = stopper_open_shared(null());
-                    let bad = CString::new(["bad/name", "", "..", ".", "sp ace", "x\u{e9}"][x.unsigned_abs() as usize % 6]).unwrap();
+                    let bad = CString::new(
+                        ["bad/name", "", "..", ".", "sp ace", "x\u{e9}"]
+                            [x.unsigned_abs() as usize % 6],
+                    )
+                    .unwrap();
                     let b = stopper_open_shared(bad.as_ptr());
                     // SAFETY: errno is thread-local.
                     let errno = unsafe { *libc::__errno_location() };
-                    vec![i64::from(a.is_null() && b.is_null() && errno == libc::EINVAL)]
+                    vec![i64::from(
+                        a.is_null() && b.is_null() && errno == libc::EINVAL,
+                    )]
                 }
                 3 => {
                     let bad = CString::new("a/b").unwrap();
-                    vec![i64::from(stopper_unlink_shared(null()) == STOPPER_EINVAL && stopper_unlink_shared(bad.as_ptr()) == STOPPER_EINVAL)]
+                    vec![i64::from(
+                        stopper_unlink_shared(null()) == STOPPER_EINVAL
+                            && stopper_unlink_shared(bad.as_ptr()) == STOPPER_EINVAL,
+                    )]
                 }
                 4 => {
                     // SAFETY: getpid has no preconditions.
                     let me = unsafe { libc::getpid() };
                     let n = stopper_watch_process(null_mut(), me, 0) == STOPPER_EINVAL;
-                    let z = s.is_null() || (stopper_watch_process(s, 0, 0) == STOPPER_EINVAL && stopper_watch_process(s, -(x.unsigned_abs() as i32 % 1000) - 1, 0) == STOPPER_EINVAL);
+                    let z = s.is_null()
+                        || (stopper_watch_process(s, 0, 0) == STOPPER_EINVAL
+                            && stopper_watch_process(s, -(x.unsigned_abs() as i32 % 1000) - 1, 0)
+                                == STOPPER_EINVAL);
                     vec![i64::from(n && z)]
                 }
                 5 => {
                     let n = stopper_stop_on_signal(null_mut(), libc::SIGUSR2) == STOPPER_EINVAL;
-                    let k = s.is_null() || stopper_stop_on_signal(s, libc::SIGKILL) == STOPPER_EINVAL;
+                    let k =
+                        s.is_null() || stopper_stop_on_signal(s, libc::SIGKILL) == STOPPER_EINVAL;
                     vec![i64::from(n && k)]
                 }
                 6 => {
-                    let n = stopper_spawn(null_mut(), Some(spawned_body), null_mut()) == STOPPER_EINVAL;
+                    let n =
+                        stopper_spawn(null_mut(), Some(spawned_body), null_mut()) == STOPPER_EINVAL;
                     let f = s.is_null() || stopper_spawn(s, None, null_mut()) == STOPPER_EINVAL;
                     vec![i64::from(n && f)]
                 }
@@ -1922,13 +2661,16 @@ impl World {
                 8 => {
                     // SAFETY: pthread_self has no preconditions.
                     let me = unsafe { libc::pthread_self() } as u64;
-                    vec![i64::from(stopper_thread_id() == me && stopper_abi_version() == (0 << 16 | 1))]
+                    vec![i64::from(
+                        stopper_thread_id() == me && stopper_abi_version() == 1, // major 0, minor 1
+                    )]
                 }
                 9 => {
                     let list = [s, null_mut()];
                     let a = stopper_new_linked(null(), 3).is_null();
                     let b = stopper_new_linked(list.as_ptr(), 2).is_null();
-                    let c = stopper_new_child(null_mut()).is_null() && stopper_retain(null_mut()).is_null();
+                    let c = stopper_new_child(null_mut()).is_null()
+                        && stopper_retain(null_mut()).is_null();
                     stopper_release(null_mut());
                     vec![i64::from(a && b && c)]
                 }
@@ -1954,7 +2696,9 @@ impl World {
         for i in 0..ACTORS {
             while let Some(e) = self.stacks[i].last().cloned() {
                 let pp = self.objs[e.obj].ptr;
-                let r = self.run(i as u8, move || vec![i64::from(stopper_exit(pp as *mut ffi::stopper))]);
+                let r = self.run(i as u8, move || {
+                    vec![i64::from(stopper_exit(pp as *mut ffi::stopper))]
+                });
                 check!(self, r[0] == 0, "final exit returned {}", r[0]);
                 self.stacks[i].pop();
                 if let Some(h) = e.hook {
@@ -1968,10 +2712,20 @@ impl World {
         for o in 0..self.objs.len() {
             if self.objs[o].spawn_refs > 0 {
                 let pp = self.objs[o].ptr;
-                let r = self.run(0, move || vec![i64::from(stopper_join(pp as *mut ffi::stopper, 10_000 * MS))]);
+                let r = self.run(0, move || {
+                    vec![i64::from(stopper_join(
+                        pp as *mut ffi::stopper,
+                        10_000 * MS,
+                    ))]
+                });
                 let tid = self.tid(0);
                 self.model_stop(o, 1, Some(tid));
-                check!(self, r[0] == 0, "final join of spawned workers returned {}", r[0]);
+                check!(
+                    self,
+                    r[0] == 0,
+                    "final join of spawned workers returned {}",
+                    r[0]
+                );
                 for _ in 0..self.objs[o].spawn_refs {
                     stopper_release(pp as *mut ffi::stopper);
                 }
@@ -1986,7 +2740,11 @@ impl World {
         for o in 0..self.objs.len() {
             if self.objs[o].deadline && self.objs[o].stopped.is_none() {
                 let pp = self.objs[o].ptr;
-                check!(self, stopper_stop_after(pp as *mut ffi::stopper, -1, 0) == 0, "final disarm");
+                check!(
+                    self,
+                    stopper_stop_after(pp as *mut ffi::stopper, -1, 0) == 0,
+                    "final disarm"
+                );
                 self.objs[o].deadline = false;
             }
         }
@@ -2022,20 +2780,37 @@ impl World {
         }
         self.check_invariants(None);
         for o in &self.objs {
-            check!(self, o.dead && (o.strong)() == 0, "{} still alive at the end ({} references)", o.name, (o.strong)());
+            check!(
+                self,
+                o.dead && (o.strong)() == 0,
+                "{} still alive at the end ({} references)",
+                o.name,
+                (o.strong)()
+            );
         }
         if !cfg!(miri) {
             let t0 = Instant::now();
-            while open_eventfds() > self.eventfds_at_start && t0.elapsed() < Duration::from_secs(2) {
+            while open_eventfds() > self.eventfds_at_start && t0.elapsed() < Duration::from_secs(2)
+            {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let now = open_eventfds();
-            check!(self, now <= self.eventfds_at_start, "stopper descriptors leaked: {now} eventfds open, {} at the start", self.eventfds_at_start);
+            check!(
+                self,
+                now <= self.eventfds_at_start,
+                "stopper descriptors leaked: {now} eventfds open, {} at the start",
+                self.eventfds_at_start
+            );
             let t0 = Instant::now();
             while ::stopper::service::pending() > 0 && t0.elapsed() < Duration::from_secs(2) {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            check!(self, ::stopper::service::pending() == 0, "{} service timers still pending at the end", ::stopper::service::pending());
+            check!(
+                self,
+                ::stopper::service::pending() == 0,
+                "{} service timers still pending at the end",
+                ::stopper::service::pending()
+            );
         }
         for a in self.actors.iter_mut() {
             a.take().expect("actor").die();
@@ -2103,7 +2878,12 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Runs `cases` cases from `seed`; panics with the shrunk case on failure.
-fn run_batch(cases: u32, seed: u64, max_ops: usize, stats: &Arc<Mutex<BTreeMap<String, u64>>>) -> u64 {
+fn run_batch(
+    cases: u32,
+    seed: u64,
+    max_ops: usize,
+    stats: &Arc<Mutex<BTreeMap<String, u64>>>,
+) -> u64 {
     let mut runner = TestRunner::new(config(cases, seed));
     let ops_run = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&ops_run);
@@ -2117,7 +2897,11 @@ fn run_batch(cases: u32, seed: u64, max_ops: usize, stats: &Arc<Mutex<BTreeMap<S
         match r {
             Ok(()) => Ok(()),
             Err(p) => {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
                 Err(TestCaseError::fail(msg))
             }
         }
@@ -2154,7 +2938,9 @@ fn ffi_sequences_follow_the_contract() {
             return 1; // no wall clock under Miri's isolation
         }
         // A fresh seed each run, printed so any failure can be replayed.
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
     });
     let max_ops = if cfg!(miri) { 12 } else { 64 };
     let t0 = Instant::now();
@@ -2169,7 +2955,8 @@ fn ffi_sequences_follow_the_contract() {
             }
         }
         None => {
-            let n = env_u64("PROPTEST_CASES").map_or(if cfg!(miri) { 3 } else { 128 }, |v| v as u32);
+            let n =
+                env_u64("PROPTEST_CASES").map_or(if cfg!(miri) { 3 } else { 128 }, |v| v as u32);
             ops += run_batch(n, seed, max_ops, &stats);
             cases += u64::from(n);
         }
@@ -2182,7 +2969,6 @@ fn ffi_sequences_follow_the_contract() {
     print_stats(&stats);
 }
 
-
 // ------------------------------------------------------------------------------------------
 // Regression tests for the library defects this fuzzer and the stress test found (see
 // docs/reliability.md). A defect still open is `#[ignore = "defect Dn: …"]`, so `cargo test`
@@ -2192,7 +2978,8 @@ mod defects {
     use super::*;
 
     fn is_open_eventfd(fd: i32) -> bool {
-        std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|p| p.to_string_lossy().contains("eventfd"))
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|p| p.to_string_lossy().contains("eventfd"))
     }
 
     /// Runs `f` on a thread; false if it did not return within `limit` (the thread is left
@@ -2221,14 +3008,28 @@ mod defects {
         let fd = stopper_fd(s);
         assert!(fd >= 0 && is_open_eventfd(fd));
         assert_eq!(stopper_stop(s, 0), 1);
-        assert_eq!(stopper_stop_after(s, -1, 0), STOPPER_STOPPED, "a stopped stopper cannot disarm");
+        assert_eq!(
+            stopper_stop_after(s, -1, 0),
+            STOPPER_STOPPED,
+            "a stopped stopper cannot disarm"
+        );
         stopper_release(s);
         let t0 = Instant::now();
-        while (strong() != 0 || ::stopper::service::pending() != 0) && t0.elapsed() < Duration::from_secs(2) {
+        while (strong() != 0 || ::stopper::service::pending() != 0)
+            && t0.elapsed() < Duration::from_secs(2)
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(strong(), 0, "a stopped, released stopper is kept alive by its dead deadline");
-        assert_eq!(::stopper::service::pending(), 0, "the deadline timer of a stopped stopper is still pending");
+        assert_eq!(
+            strong(),
+            0,
+            "a stopped, released stopper is kept alive by its dead deadline"
+        );
+        assert_eq!(
+            ::stopper::service::pending(),
+            0,
+            "the deadline timer of a stopped stopper is still pending"
+        );
         assert!(!is_open_eventfd(fd), "its descriptor is still open");
     }
 
@@ -2241,15 +3042,35 @@ mod defects {
         let s = stopper_new();
         let mut id = 0u64;
         static RUNS: AtomicU32 = AtomicU32::new(0);
-        assert_eq!(stopper_on_stop(s, Some(count_u32), &RUNS as *const AtomicU32 as *mut c_void, &mut id), STOPPER_OK);
+        assert_eq!(
+            stopper_on_stop(
+                s,
+                Some(count_u32),
+                &RUNS as *const AtomicU32 as *mut c_void,
+                &mut id
+            ),
+            STOPPER_OK
+        );
         let never = (id & !0xffff_ffff) | 7; // the same sequence, a slot never used
         assert_ne!(never, id);
-        assert_eq!(stopper_unregister(s, never), STOPPER_EINVAL, "while running");
+        assert_eq!(
+            stopper_unregister(s, never),
+            STOPPER_EINVAL,
+            "while running"
+        );
         // Remove the real one so the callback (which would touch SEQ) does not matter.
         assert_eq!(stopper_unregister(s, id), STOPPER_OK);
         assert_eq!(stopper_stop(s, 0), 1);
-        assert_eq!(stopper_unregister(s, id), STOPPER_STOPPED, "an issued id, once stopped");
-        assert_eq!(stopper_unregister(s, never), STOPPER_EINVAL, "an id never issued, once stopped");
+        assert_eq!(
+            stopper_unregister(s, id),
+            STOPPER_STOPPED,
+            "an issued id, once stopped"
+        );
+        assert_eq!(
+            stopper_unregister(s, never),
+            STOPPER_EINVAL,
+            "an id never issued, once stopped"
+        );
         stopper_release(s);
     }
 
@@ -2274,12 +3095,23 @@ mod defects {
     fn defect_d3_chan_new_with_a_huge_capacity_returns_null_not_abort() {
         let exe = std::env::current_exe().unwrap();
         let out = std::process::Command::new(exe)
-            .args(["--exact", "defects::helper_d3_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "defects::helper_d3_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("STOPPER_D3_CHILD", "1")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "the process died: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "the process died: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("D3-RESULT NULL"), "expected NULL: {stdout}");
     }
 
@@ -2298,7 +3130,10 @@ mod defects {
             let cb = s.on_stop(move |_| drop(child));
             drop(cb);
         });
-        assert!(ok, "Callback::drop deadlocked (the closure's child unlinks from the locked parent)");
+        assert!(
+            ok,
+            "Callback::drop deadlocked (the closure's child unlinks from the locked parent)"
+        );
     }
 
     /// D5 (undefined behaviour, found by Miri): the C ABI calls a C callback (and a C hook)
@@ -2314,9 +3149,27 @@ mod defects {
     fn defect_d5_calling_c_callbacks_and_hooks_is_defined_behaviour() {
         static RUNS: AtomicU32 = AtomicU32::new(0);
         let s = stopper_new();
-        assert_eq!(stopper_on_stop(s, Some(count_u32), &RUNS as *const AtomicU32 as *mut c_void, null_mut()), STOPPER_OK);
-        let h = HookRec { expect_tid: stopper_thread_id(), calls: AtomicU32::new(0), first_caller: AtomicU64::new(0), reason: AtomicI32::new(0), bad_tid: AtomicBool::new(false) };
-        let hook = stopper_hook { func: Some(fuzz_hook), data: &h as *const HookRec as *mut c_void, repeat_ns: 0 };
+        assert_eq!(
+            stopper_on_stop(
+                s,
+                Some(count_u32),
+                &RUNS as *const AtomicU32 as *mut c_void,
+                null_mut()
+            ),
+            STOPPER_OK
+        );
+        let h = HookRec {
+            expect_tid: stopper_thread_id(),
+            calls: AtomicU32::new(0),
+            first_caller: AtomicU64::new(0),
+            reason: AtomicI32::new(0),
+            bad_tid: AtomicBool::new(false),
+        };
+        let hook = stopper_hook {
+            func: Some(fuzz_hook),
+            data: &h as *const HookRec as *mut c_void,
+            repeat_ns: 0,
+        };
         assert_eq!(stopper_enter(s, &hook), STOPPER_OK);
         assert_eq!(stopper_stop(s, 0), 1);
         assert_eq!(stopper_exit(s), STOPPER_OK);
@@ -2345,14 +3198,19 @@ mod defects {
         let mut seen = 0u32;
         for _ in 0..50 {
             // SAFETY: the flag byte of a stopper we hold, read as stopper_flag_is_set does.
-            seen += u32::from(unsafe { (*(flag as *const AtomicU8)).load(std::sync::atomic::Ordering::Acquire) });
+            seen += u32::from(unsafe {
+                (*(flag as *const AtomicU8)).load(std::sync::atomic::Ordering::Acquire)
+            });
             std::thread::yield_now();
         }
         assert_eq!(waiter.join().unwrap(), STOPPER_TIMEDOUT);
         assert_eq!(seen, 0, "the flag of a running stopper reads zero");
         assert_eq!(stopper_stop(s, 0), 1);
         // SAFETY: as above.
-        assert_eq!(unsafe { (*(flag as *const AtomicU8)).load(std::sync::atomic::Ordering::Acquire) }, 1);
+        assert_eq!(
+            unsafe { (*(flag as *const AtomicU8)).load(std::sync::atomic::Ordering::Acquire) },
+            1
+        );
         stopper_release(s);
     }
 }

@@ -131,7 +131,10 @@ fn join_waits_for_a_worker_inside() {
             loom::hint::spin_loop();
         }
         assert_eq!(s.join_deadline(None), Status::Ok);
-        assert!(leaving.load(SeqCst), "join returned while the worker was inside");
+        assert!(
+            leaving.load(SeqCst),
+            "join returned while the worker was inside"
+        );
         t.join().unwrap();
     });
 }

@@ -14,13 +14,23 @@ use stopper::{open_shared, unlink_shared, Status, Stopper, Wait};
 
 fn unique(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Runs this binary's `child_entry` test in a child process with `mode` and `arg`.
 fn child(mode: &str, arg: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_entry",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("STOPPER_CHILD", mode)
         .env("STOPPER_CHILD_ARG", arg)
         .stdout(Stdio::piped())
@@ -47,7 +57,9 @@ fn wait_line(c: &mut Child, expect: &str) {
 #[test]
 #[ignore = "child-process entry point, run by the other tests"]
 fn child_entry() {
-    let Ok(mode) = std::env::var("STOPPER_CHILD") else { return };
+    let Ok(mode) = std::env::var("STOPPER_CHILD") else {
+        return;
+    };
     let arg = std::env::var("STOPPER_CHILD_ARG").unwrap_or_default();
     let code = match mode.as_str() {
         // Open the shared stopper, report ready, wait; succeed when woken by the stop with
@@ -123,7 +135,9 @@ fn child_entry() {
         }
         // Open the most this process may; the next open fails with EMFILE and creates nothing.
         "emfile" => {
-            let held: Vec<Stopper> = (0..stopper::MAX_OPEN_SHARED).map(|i| open_shared(&format!("{arg}-{i}")).unwrap()).collect();
+            let held: Vec<Stopper> = (0..stopper::MAX_OPEN_SHARED)
+                .map(|i| open_shared(&format!("{arg}-{i}")).unwrap())
+                .collect();
             let extra = format!("{arg}-extra");
             let refused = open_shared(&extra).unwrap_err() == Status::Os
                 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EMFILE);
@@ -183,7 +197,10 @@ fn a_forked_child_runs_its_own_callbacks_for_shared_stoppers() {
     let st = child("fork-watch", &name).wait().unwrap();
     unlink_shared(&format!("{name}-a"));
     unlink_shared(&format!("{name}-b"));
-    assert!(st.success(), "the forked child's callback never ran: {st:?}");
+    assert!(
+        st.success(),
+        "the forked child's callback never ran: {st:?}"
+    );
 }
 
 #[test]
@@ -223,7 +240,11 @@ fn late_opener_sees_the_stop_and_unlink_recreates_fresh() {
         f.store(r as usize, Ordering::SeqCst);
     })
     .forget();
-    assert_eq!(fired.load(Ordering::SeqCst), 9, "runs inline on a stopped shared stopper");
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        9,
+        "runs inline on a stopped shared stopper"
+    );
     assert_eq!(unlink_shared(&name), Status::Ok);
     assert_eq!(unlink_shared(&name), Status::Os, "no such object");
     let c = open_shared(&name).unwrap();
@@ -239,7 +260,11 @@ fn shared_stopper_fd_children_and_deadline_work() {
     let c = s.child();
     let fd = s.fd().unwrap();
     s.stop_after(Some(Duration::from_millis(20)), 0);
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: valid pollfd.
     assert_eq!(unsafe { libc::poll(&mut p, 1, 10_000) }, 1);
     assert!(c.is_set());
@@ -250,12 +275,21 @@ fn shared_stopper_fd_children_and_deadline_work() {
 fn write_object(name: &str, bytes: &[u8], mode: u32) {
     let path = std::ffi::CString::new(format!("/stopper.{name}")).unwrap();
     // SAFETY: creating a test object in the shm namespace.
-    let fd = unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, mode as libc::mode_t) };
+    let fd = unsafe {
+        libc::shm_open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
+            mode as libc::mode_t,
+        )
+    };
     assert!(fd >= 0);
     // SAFETY: our descriptor.
     unsafe {
         libc::fchmod(fd, mode as libc::mode_t);
-        assert_eq!(libc::write(fd, bytes.as_ptr().cast(), bytes.len()), bytes.len() as isize);
+        assert_eq!(
+            libc::write(fd, bytes.as_ptr().cast(), bytes.len()),
+            bytes.len() as isize
+        );
         libc::close(fd);
     }
 }
@@ -286,7 +320,16 @@ fn corrupt_truncated_and_open_objects_are_refused() {
 
 #[test]
 fn bad_names_are_refused() {
-    for n in ["", ".", "..", "a/b", "../x", "sp ace", "nul\0", &"x".repeat(201)] {
+    for n in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "../x",
+        "sp ace",
+        "nul\0",
+        &"x".repeat(201),
+    ] {
         assert_eq!(open_shared(n).unwrap_err(), Status::Inval, "{n:?}");
         assert_eq!(unlink_shared(n), Status::Inval, "{n:?}");
     }
@@ -302,7 +345,9 @@ fn watcher_thread_is_gone_when_no_shared_stopper_is_open() {
     drop(s);
     unlink_shared(&name);
     // Other tests here may hold shared stoppers; wait (bounded) for a moment with none.
-    assert!(common::eventually(Duration::from_secs(20), || !stopper::watcher_running()));
+    assert!(common::eventually(Duration::from_secs(20), || {
+        !stopper::watcher_running()
+    }));
 }
 
 fn exited_by(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
@@ -320,12 +365,18 @@ fn exited_by(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus>
 fn polite_child_ends_by_sigterm() {
     let mut c = Command::new("sleep").arg("30").spawn().unwrap();
     let s = Stopper::new();
-    assert_eq!(stopper::watch_process(&s, c.id() as i32, 5_000_000_000), Status::Ok);
+    assert_eq!(
+        stopper::watch_process(&s, c.id() as i32, 5_000_000_000),
+        Status::Ok
+    );
     let t0 = Instant::now();
     s.stop(0);
     let st = exited_by(&mut c, Duration::from_secs(10)).expect("still running");
     assert_eq!(st.signal(), Some(libc::SIGTERM));
-    assert!(t0.elapsed() < Duration::from_secs(4), "waited for the grace period");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "waited for the grace period"
+    );
 }
 
 #[test]
@@ -333,10 +384,16 @@ fn stubborn_child_is_killed_after_the_grace_and_not_before() {
     let mut c = child("stubborn", "");
     wait_line(&mut c, "ready");
     let s = Stopper::new();
-    assert_eq!(stopper::watch_process(&s, c.id() as i32, 300_000_000), Status::Ok);
+    assert_eq!(
+        stopper::watch_process(&s, c.id() as i32, 300_000_000),
+        Status::Ok
+    );
     let t0 = Instant::now();
     s.stop(0);
-    assert!(exited_by(&mut c, Duration::from_millis(150)).is_none(), "killed before the grace");
+    assert!(
+        exited_by(&mut c, Duration::from_millis(150)).is_none(),
+        "killed before the grace"
+    );
     let st = exited_by(&mut c, Duration::from_secs(10)).expect("never killed");
     assert_eq!(st.signal(), Some(libc::SIGKILL));
     assert!(t0.elapsed() >= Duration::from_millis(280));
@@ -348,10 +405,17 @@ fn watching_an_ended_or_bad_pid() {
     let pid = c.id() as i32;
     c.wait().unwrap(); // reaped: the pid may now be reused by anyone
     let s = Stopper::new();
-    assert_eq!(stopper::watch_process(&s, pid, 0), Status::Ok, "an ended pid is not an error");
+    assert_eq!(
+        stopper::watch_process(&s, pid, 0),
+        Status::Ok,
+        "an ended pid is not an error"
+    );
     s.stop(0); // and stopping signals nobody
     assert_eq!(stopper::watch_process(&Stopper::new(), 0, 0), Status::Inval);
-    assert_eq!(stopper::watch_process(&Stopper::new(), -5, 0), Status::Inval);
+    assert_eq!(
+        stopper::watch_process(&Stopper::new(), -5, 0),
+        Status::Inval
+    );
     // The pidfd is opened at watch time: a child reaped after the watch but before the stop
     // is not signalled through a recycled pid (the pidfd refers to the dead process).
     let mut d = Command::new("true").spawn().unwrap();
@@ -366,11 +430,17 @@ fn stop_on_signal_stops_on_the_service_thread() {
     let mut c = child("signal-stop", "");
     let st = c.wait().unwrap();
     assert!(st.success(), "{st:?}");
-    assert_eq!(stopper::stop_on_signal(&Stopper::new(), libc::SIGKILL), Status::Inval);
+    assert_eq!(
+        stopper::stop_on_signal(&Stopper::new(), libc::SIGKILL),
+        Status::Inval
+    );
     assert_eq!(stopper::stop_on_signal(&Stopper::new(), 0), Status::Inval);
     let stopped = Stopper::new();
     stopped.stop(0);
-    assert_eq!(stopper::stop_on_signal(&stopped, libc::SIGUSR1), Status::Stopped);
+    assert_eq!(
+        stopper::stop_on_signal(&stopped, libc::SIGUSR1),
+        Status::Stopped
+    );
 }
 
 #[test]
@@ -380,9 +450,14 @@ fn a_local_stop_of_a_shared_stopper_runs_its_callbacks_before_returning_on_the_c
         let s = open_shared(&name).unwrap();
         let ran_on = Arc::new(std::sync::Mutex::new(None));
         let r = Arc::clone(&ran_on);
-        s.on_stop(move |_| *r.lock().unwrap() = Some(stopper::thread_id())).forget();
+        s.on_stop(move |_| *r.lock().unwrap() = Some(stopper::thread_id()))
+            .forget();
         assert!(s.stop(0));
-        assert_eq!(*ran_on.lock().unwrap(), Some(stopper::thread_id()), "iteration {i}: not run by the stopping thread before stop returned");
+        assert_eq!(
+            *ran_on.lock().unwrap(),
+            Some(stopper::thread_id()),
+            "iteration {i}: not run by the stopping thread before stop returned"
+        );
         unlink_shared(&name);
     }
 }

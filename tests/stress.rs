@@ -27,7 +27,10 @@ const WAIT_LIMIT: i64 = 5_000 * MS;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn iters() -> u64 {
-    let n = std::env::var("STOPPER_STRESS_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000u64);
+    let n = std::env::var("STOPPER_STRESS_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000u64);
     if cfg!(miri) {
         n.min(30)
     } else {
@@ -50,7 +53,9 @@ fn pin(cpu: usize) {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
             return;
         }
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &allowed)).collect();
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
         if cpus.len() < 2 {
             return;
         }
@@ -71,19 +76,42 @@ struct Barrier2 {
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
     // SAFETY: a live, aligned 32-bit word; FUTEX_WAIT only reads it; a relative timeout.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, &ts as *const libc::timespec) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        )
+    };
 }
 
 fn futex_wake(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE uses the address as a key only.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        )
+    };
 }
 
 impl Barrier2 {
     const fn new() -> Barrier2 {
-        Barrier2 { arrived: AtomicU32::new(0), generation: AtomicU32::new(0), sleeping: AtomicU32::new(0), abort: AtomicBool::new(false) }
+        Barrier2 {
+            arrived: AtomicU32::new(0),
+            generation: AtomicU32::new(0),
+            sleeping: AtomicU32::new(0),
+            abort: AtomicBool::new(false),
+        }
     }
 
     fn wait(&self) {
@@ -132,7 +160,13 @@ struct Rec {
 
 impl Rec {
     const fn new() -> Rec {
-        Rec { runs: AtomicU32::new(0), done: AtomicBool::new(false), tid: AtomicU64::new(0), reason: AtomicI32::new(0), linger: AtomicU32::new(0) }
+        Rec {
+            runs: AtomicU32::new(0),
+            done: AtomicBool::new(false),
+            tid: AtomicU64::new(0),
+            reason: AtomicI32::new(0),
+            linger: AtomicU32::new(0),
+        }
     }
 
     fn reset(&self, linger: u32) {
@@ -177,7 +211,11 @@ impl Violations {
 
     fn assert_none(&self, test: &str) {
         let n = self.count.load(Relaxed);
-        assert!(n == 0, "{test}: {n} violations, first: {:#?}", self.first.lock().unwrap_or_else(|e| e.into_inner()));
+        assert!(
+            n == 0,
+            "{test}: {n} violations, first: {:#?}",
+            self.first.lock().unwrap_or_else(|e| e.into_inner())
+        );
     }
 }
 
@@ -191,7 +229,10 @@ macro_rules! expect {
 
 fn report(test: &str, n: u64, t0: Instant, figures: &[(&str, u64)]) {
     let secs = t0.elapsed().as_secs_f64();
-    let mut s = format!("stress {test}: {n} iterations in {secs:.1} s ({:.0}/s)", n as f64 / secs.max(1e-9));
+    let mut s = format!(
+        "stress {test}: {n} iterations in {secs:.1} s ({:.0}/s)",
+        n as f64 / secs.max(1e-9)
+    );
     for (k, v) in figures {
         s.push_str(&format!("; {k} {v}"));
     }
@@ -284,7 +325,11 @@ fn race_stop_wait_register_unregister() {
             let mut id = 0u64;
             let a = stopper_on_stop(s, Some(record), kept.data(), null_mut());
             let b = stopper_on_stop(s, Some(record), unreg.data(), &mut id);
-            expect!(v, a == STOPPER_OK && b == STOPPER_OK, "iteration {i}: setup registrations {a} {b}");
+            expect!(
+                v,
+                a == STOPPER_OK && b == STOPPER_OK,
+                "iteration {i}: setup registrations {a} {b}"
+            );
             id1.store(id, Relaxed);
             slot.store(s as usize, Release);
             stop_at.store(0, Release);
@@ -297,14 +342,27 @@ fn race_stop_wait_register_unregister() {
             expect!(v, won == 1, "iteration {i}: stop returned {won}");
             bar.wait();
             // Checks, both threads done.
-            expect!(v, kept.runs.load(Acquire) == 1, "iteration {i}: a registered callback ran {} times", kept.runs.load(Acquire));
-            expect!(v, kept.tid.load(Relaxed) == me && kept.reason.load(Relaxed) == reason, "iteration {i}: callback not on the stopping thread or wrong reason");
+            expect!(
+                v,
+                kept.runs.load(Acquire) == 1,
+                "iteration {i}: a registered callback ran {} times",
+                kept.runs.load(Acquire)
+            );
+            expect!(
+                v,
+                kept.tid.load(Relaxed) == me && kept.reason.load(Relaxed) == reason,
+                "iteration {i}: callback not on the stopping thread or wrong reason"
+            );
             let ur = unreg.runs.load(Acquire);
             expect!(v, ur <= 1, "iteration {i}: double callback ({ur})");
             // Which way the unregister went is in the counters; the relation must hold:
             // (runs == 0) <=> unregister returned OK. Recompute from the records.
             let late_runs = late.runs.load(Acquire);
-            expect!(v, late_runs == 1, "iteration {i}: a callback registered during the stop ran {late_runs} times");
+            expect!(
+                v,
+                late_runs == 1,
+                "iteration {i}: a callback registered during the stop ran {late_runs} times"
+            );
             stopper_release(s);
         }
         helper.join().expect("helper thread");
@@ -321,11 +379,20 @@ fn race_stop_wait_register_unregister() {
             ("lost wake-ups", 0),
             ("unregister OK (never ran)", unreg_ok.load(Relaxed)),
             ("unregister STOPPED (ran)", unreg_stopped.load(Relaxed)),
-            ("of which caught it running and waited", unreg_caught_running.load(Relaxed)),
+            (
+                "of which caught it running and waited",
+                unreg_caught_running.load(Relaxed),
+            ),
             ("on_stop OK", reg_ok.load(Relaxed)),
             ("on_stop inline", reg_inline.load(Relaxed)),
-            ("waits begun before the stop", waited_before_stop.load(Relaxed)),
-            ("max wake-up after stop (us)", max_wake_ns.load(Relaxed) / 1000),
+            (
+                "waits begun before the stop",
+                waited_before_stop.load(Relaxed),
+            ),
+            (
+                "max wake-up after stop (us)",
+                max_wake_ns.load(Relaxed) / 1000,
+            ),
         ],
     );
 }
@@ -372,23 +439,43 @@ fn race_unregister_ok_means_never_runs() {
             match r {
                 STOPPER_OK => {
                     ok.fetch_add(1, Relaxed);
-                    expect!(v, runs == 0, "iteration {i}: callback ran {runs} times after unregister returned OK");
+                    expect!(
+                        v,
+                        runs == 0,
+                        "iteration {i}: callback ran {runs} times after unregister returned OK"
+                    );
                 }
                 STOPPER_STOPPED => {
                     stopped.fetch_add(1, Relaxed);
-                    expect!(v, runs == 1, "iteration {i}: unregister said STOPPED but the callback ran {runs} times");
+                    expect!(
+                        v,
+                        runs == 1,
+                        "iteration {i}: unregister said STOPPED but the callback ran {runs} times"
+                    );
                 }
                 other => v.add(format!("iteration {i}: unregister returned {other}")),
             }
             // Unregistering again once stopped: STOPPED (an issued id), never a second run.
             let again = stopper_unregister(s, cid);
-            expect!(v, again == STOPPER_STOPPED, "iteration {i}: second unregister returned {again}");
+            expect!(
+                v,
+                again == STOPPER_STOPPED,
+                "iteration {i}: second unregister returned {again}"
+            );
             stopper_release(s);
         }
         helper.join().expect("helper");
     });
     v.assert_none("race_unregister_ok_means_never_runs");
-    report("unregister-vs-stop", n, t0, &[("OK (removed first)", ok.load(Relaxed)), ("STOPPED (ran first)", stopped.load(Relaxed))]);
+    report(
+        "unregister-vs-stop",
+        n,
+        t0,
+        &[
+            ("OK (removed first)", ok.load(Relaxed)),
+            ("STOPPED (ran first)", stopped.load(Relaxed)),
+        ],
+    );
 }
 
 /// Two stops race, with children and a linked stopper below: one winner, whose reason every
@@ -402,7 +489,8 @@ fn race_concurrent_stops_and_child_creation() {
     let slot = AtomicUsize::new(0);
     let helper_won = AtomicI32::new(0);
     let late_child = AtomicUsize::new(0);
-    let (main_wins, helper_wins, born_stopped) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (main_wins, helper_wins, born_stopped) =
+        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let t0 = Instant::now();
     std::thread::scope(|sc| {
         let helper = sc.spawn(|| {
@@ -433,7 +521,11 @@ fn race_concurrent_stops_and_child_creation() {
             let mine = stopper_stop(s, 100);
             bar.wait();
             let theirs = helper_won.load(Acquire);
-            expect!(v, mine + theirs == 1, "iteration {i}: stop winners: main {mine}, helper {theirs}");
+            expect!(
+                v,
+                mine + theirs == 1,
+                "iteration {i}: stop winners: main {mine}, helper {theirs}"
+            );
             let want = if mine == 1 { 100 } else { 200 };
             if mine == 1 {
                 main_wins.fetch_add(1, Relaxed);
@@ -441,10 +533,24 @@ fn race_concurrent_stops_and_child_creation() {
                 helper_wins.fetch_add(1, Relaxed);
             }
             let c2 = late_child.load(Acquire) as *mut ffi::stopper;
-            for (name, x) in [("s", s), ("child", child), ("linked", linked), ("late child", c2)] {
-                expect!(v, stopper_reason(x) == want, "iteration {i}: {name} has reason {} not {want}", stopper_reason(x));
+            for (name, x) in [
+                ("s", s),
+                ("child", child),
+                ("linked", linked),
+                ("late child", c2),
+            ] {
+                expect!(
+                    v,
+                    stopper_reason(x) == want,
+                    "iteration {i}: {name} has reason {} not {want}",
+                    stopper_reason(x)
+                );
             }
-            expect!(v, !stopper_is_set(other), "iteration {i}: a stop went upward");
+            expect!(
+                v,
+                !stopper_is_set(other),
+                "iteration {i}: a stop went upward"
+            );
             for x in [c2, linked, child, other, s] {
                 stopper_release(x);
             }
@@ -456,7 +562,11 @@ fn race_concurrent_stops_and_child_creation() {
         "concurrent stops + child creation",
         n,
         t0,
-        &[("main won", main_wins.load(Relaxed)), ("helper won", helper_wins.load(Relaxed)), ("late child born stopped", born_stopped.load(Relaxed))],
+        &[
+            ("main won", main_wins.load(Relaxed)),
+            ("helper won", helper_wins.load(Relaxed)),
+            ("late child born stopped", born_stopped.load(Relaxed)),
+        ],
     );
 }
 
@@ -485,11 +595,15 @@ fn race_enter_exit_vs_stop_join_with_hooks() {
     let v = Violations::default();
     let bar = Barrier2::new();
     let slot = AtomicUsize::new(0);
-    let hook = HookCount { calls: AtomicU32::new(0), tid: AtomicU64::new(0) };
+    let hook = HookCount {
+        calls: AtomicU32::new(0),
+        tid: AtomicU64::new(0),
+    };
     let entered = AtomicI32::new(0);
     let exiting = AtomicBool::new(false);
     let stop_returned = AtomicBool::new(false);
-    let (inside_at_stop, left_early, entered_stopped) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (inside_at_stop, left_early, entered_stopped) =
+        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let t0 = Instant::now();
     std::thread::scope(|sc| {
         let helper = sc.spawn(|| {
@@ -550,7 +664,11 @@ fn race_enter_exit_vs_stop_join_with_hooks() {
                     if calls == 1 {
                         inside_at_stop.fetch_add(1, Relaxed);
                     } else {
-                        expect!(v, i % 2 == 1, "iteration {i}: no hook call for a worker inside at the stop");
+                        expect!(
+                            v,
+                            i % 2 == 1,
+                            "iteration {i}: no hook call for a worker inside at the stop"
+                        );
                         left_early.fetch_add(1, Relaxed);
                     }
                 }
@@ -570,7 +688,10 @@ fn race_enter_exit_vs_stop_join_with_hooks() {
         n,
         t0,
         &[
-            ("hook called (inside at the stop)", inside_at_stop.load(Relaxed)),
+            (
+                "hook called (inside at the stop)",
+                inside_at_stop.load(Relaxed),
+            ),
             ("left before the hook step", left_early.load(Relaxed)),
             ("entered after the stop", entered_stopped.load(Relaxed)),
         ],
@@ -610,7 +731,11 @@ fn race_blocking_calls_vs_stop() {
                         let list = [other as *const ffi::stopper, null(), s];
                         let mut which = 9usize;
                         let r = stopper_wait_any(list.as_ptr(), 3, WAIT_LIMIT, &mut which);
-                        expect!(v, r != STOPPER_STOPPED || which == 2, "iteration {i}: wait_any which = {which}");
+                        expect!(
+                            v,
+                            r != STOPPER_STOPPED || which == 2,
+                            "iteration {i}: wait_any which = {which}"
+                        );
                         r
                     }
                     1 => {
@@ -623,7 +748,11 @@ fn race_blocking_calls_vs_stop() {
                     }
                     _ => stopper_wait_fd(s, fds[0], libc::POLLIN, WAIT_LIMIT, null_mut()),
                 };
-                expect!(v, r == STOPPER_STOPPED, "iteration {i}: blocking call kind {kind} returned {r}: missed the stop");
+                expect!(
+                    v,
+                    r == STOPPER_STOPPED,
+                    "iteration {i}: blocking call kind {kind} returned {r}: missed the stop"
+                );
                 per_kind[kind as usize].fetch_add(1, Relaxed);
                 bar.wait();
             }
@@ -663,6 +792,11 @@ fn race_blocking_calls_vs_stop() {
         "blocking calls vs stop",
         n,
         t0,
-        &[("wait_any", f[0]), ("chan_recv", f[1]), ("chan_send", f[2]), ("wait_fd", f[3])],
+        &[
+            ("wait_any", f[0]),
+            ("chan_recv", f[1]),
+            ("chan_send", f[2]),
+            ("wait_fd", f[3]),
+        ],
     );
 }

@@ -23,7 +23,10 @@ fn deadline_fires_with_its_reason_not_before() {
     custom.stop_after(Some(Duration::from_millis(1)), 77);
     custom.wait(None);
     assert_eq!(custom.reason(), 77);
-    assert_eq!(custom.stop_after(Some(Duration::from_millis(1)), 0), Status::Stopped);
+    assert_eq!(
+        custom.stop_after(Some(Duration::from_millis(1)), 0),
+        Status::Stopped
+    );
 }
 
 #[test]
@@ -31,9 +34,16 @@ fn rearm_replaces_and_disarm_cancels() {
     let s = Stopper::new();
     s.stop_after(Some(Duration::from_millis(30)), 0);
     s.stop_after(Some(Duration::from_secs(100)), 0);
-    assert_eq!(s.wait(Some(Duration::from_millis(120))), Wait::TimedOut, "the first deadline was not replaced");
+    assert_eq!(
+        s.wait(Some(Duration::from_millis(120))),
+        Wait::TimedOut,
+        "the first deadline was not replaced"
+    );
     let rem = s.remaining().unwrap();
-    assert!(rem > Duration::from_secs(90) && rem <= Duration::from_secs(100), "{rem:?}");
+    assert!(
+        rem > Duration::from_secs(90) && rem <= Duration::from_secs(100),
+        "{rem:?}"
+    );
     s.stop_after(None, 0);
     assert_eq!(s.remaining(), None);
     assert_eq!(s.wait(Some(Duration::from_millis(50))), Wait::TimedOut);
@@ -47,7 +57,10 @@ fn remaining_is_the_earliest_over_ancestors() {
     p.stop_after(Some(Duration::from_secs(50)), 0);
     c.stop_after(Some(Duration::from_secs(80)), 0);
     let r = c.remaining().unwrap();
-    assert!(r <= Duration::from_secs(50) && r > Duration::from_secs(40), "{r:?}");
+    assert!(
+        r <= Duration::from_secs(50) && r > Duration::from_secs(40),
+        "{r:?}"
+    );
     p.stop(0);
     assert_eq!(c.remaining(), Some(Duration::ZERO), "stopped: zero");
 }
@@ -63,7 +76,9 @@ fn a_released_stopper_with_a_deadline_still_fires() {
     .forget();
     s.stop_after(Some(Duration::from_millis(10)), 0);
     drop(s);
-    assert!(common::eventually(Duration::from_secs(5), || fired.load(Ordering::SeqCst) == 1));
+    assert!(common::eventually(Duration::from_secs(5), || fired
+        .load(Ordering::SeqCst)
+        == 1));
 }
 
 #[test]
@@ -89,7 +104,8 @@ fn service_thread_exists_only_while_it_has_work() {
     s.wait(None);
     // Other tests in this binary may arm deadlines; wait for none pending, then no thread.
     assert!(
-        common::eventually(Duration::from_secs(10), || stopper::service::pending() > 0 || !stopper::service::thread_running()),
+        common::eventually(Duration::from_secs(10), || stopper::service::pending() > 0
+            || !stopper::service::thread_running()),
         "service thread kept running with nothing pending"
     );
 }
@@ -99,7 +115,11 @@ fn descriptor_polls_readable_from_the_stop_on() {
     let s = Stopper::new();
     let fd = s.fd().unwrap();
     assert_eq!(s.fd().unwrap(), fd, "one descriptor per stopper");
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: valid pollfd.
     assert_eq!(unsafe { libc::poll(&mut p, 1, 0) }, 0);
     s.stop(0);
@@ -112,9 +132,17 @@ fn descriptor_polls_readable_from_the_stop_on() {
     assert!(flags & libc::FD_CLOEXEC != 0);
     let late = Stopper::new();
     late.stop(0);
-    let mut p2 = libc::pollfd { fd: late.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut p2 = libc::pollfd {
+        fd: late.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: valid pollfd.
-    assert_eq!(unsafe { libc::poll(&mut p2, 1, 0) }, 1, "created after the stop: readable");
+    assert_eq!(
+        unsafe { libc::poll(&mut p2, 1, 0) },
+        1,
+        "created after the stop: readable"
+    );
 }
 
 fn pipe() -> (i32, i32) {
@@ -128,21 +156,42 @@ fn pipe() -> (i32, i32) {
 fn wait_fd_data_stop_timeout_and_bad_fds() {
     let (r, w) = pipe();
     let s = Stopper::new();
-    assert_eq!(stopper::wait_fd(Some(&s), r, libc::POLLIN, Some(stopper::now_ns() + 20_000_000)), Err(Status::TimedOut));
+    assert_eq!(
+        stopper::wait_fd(
+            Some(&s),
+            r,
+            libc::POLLIN,
+            Some(stopper::now_ns() + 20_000_000)
+        ),
+        Err(Status::TimedOut)
+    );
     // SAFETY: writes one byte to our pipe.
     assert_eq!(unsafe { libc::write(w, b"x".as_ptr().cast(), 1) }, 1);
     let rev = stopper::wait_fd(Some(&s), r, libc::POLLIN, None).unwrap();
     assert!(rev & libc::POLLIN != 0);
     s.stop(0);
-    assert_eq!(stopper::wait_fd(Some(&s), r, libc::POLLIN, None), Err(Status::Stopped), "stop checked first");
-    assert_eq!(stopper::wait_fd(None, -1, libc::POLLIN, None), Err(Status::Inval));
+    assert_eq!(
+        stopper::wait_fd(Some(&s), r, libc::POLLIN, None),
+        Err(Status::Stopped),
+        "stop checked first"
+    );
+    assert_eq!(
+        stopper::wait_fd(None, -1, libc::POLLIN, None),
+        Err(Status::Inval)
+    );
     // SAFETY: closing our own descriptors.
     unsafe {
         libc::close(r);
         libc::close(w);
     }
-    assert_eq!(stopper::wait_fd(None, r, libc::POLLIN, Some(stopper::now_ns() + 10_000_000)), Err(Status::Os));
-    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(
+        stopper::wait_fd(None, r, libc::POLLIN, Some(stopper::now_ns() + 10_000_000)),
+        Err(Status::Os)
+    );
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EBADF)
+    );
     // A blocked wait_fd wakes on the stop.
     let (r2, w2) = pipe();
     let s2 = Stopper::new();
@@ -176,11 +225,18 @@ fn race_disarm_vs_fire_is_exact() {
         match s.stop_after(None, 0) {
             Status::Ok => {
                 disarmed += 1;
-                assert_eq!(s.wait(Some(Duration::from_millis(1))), Wait::TimedOut, "iteration {i}: stopped after a successful disarm");
+                assert_eq!(
+                    s.wait(Some(Duration::from_millis(1))),
+                    Wait::TimedOut,
+                    "iteration {i}: stopped after a successful disarm"
+                );
             }
             Status::Stopped => assert!(s.is_set()),
             other => panic!("{other:?}"),
         }
     }
-    assert!(disarmed > 0, "the race was never exercised on the disarm side");
+    assert!(
+        disarmed > 0,
+        "the race was never exercised on the disarm side"
+    );
 }

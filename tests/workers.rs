@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use stopper::{current, Hook, HookFn, Status, Stopper};
 
 fn boxed_hook(f: impl Fn(u64, i32) + Send + Sync + 'static, repeat_ns: i64) -> Hook {
-    Hook { func: HookFn::Boxed(Arc::new(f)), repeat_ns }
+    Hook {
+        func: HookFn::Boxed(Arc::new(f)),
+        repeat_ns,
+    }
 }
 
 #[test]
@@ -53,7 +56,11 @@ fn join_stops_then_waits_for_every_worker() {
     ready.wait();
     assert_eq!(s.join(Some(Duration::from_secs(10))), Status::Ok);
     assert_eq!(s.reason(), stopper::REASON_REQUESTED);
-    assert_eq!(exited.load(Ordering::SeqCst), 3, "join returned before the workers exited");
+    assert_eq!(
+        exited.load(Ordering::SeqCst),
+        3,
+        "join returned before the workers exited"
+    );
     threads.into_iter().for_each(|t| t.join().unwrap());
 }
 
@@ -116,7 +123,11 @@ fn spawn_is_a_worker_from_the_call_on() {
             Status::Ok
         );
         assert_eq!(s.join(Some(Duration::from_secs(10))), Status::Ok);
-        assert_eq!(done.load(Ordering::SeqCst), 1, "join returned before the spawned thread ended");
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            1,
+            "join returned before the spawned thread ended"
+        );
     }
 }
 
@@ -127,11 +138,18 @@ fn hook_gets_the_worker_thread_id_and_reason_on_the_stopping_thread() {
     let ready = Arc::new(Barrier::new(2));
     let go = Arc::new(Barrier::new(2));
     let worker = {
-        let (s, seen, ready, go) = (s.clone(), Arc::clone(&seen), Arc::clone(&ready), Arc::clone(&go));
+        let (s, seen, ready, go) = (
+            s.clone(),
+            Arc::clone(&seen),
+            Arc::clone(&ready),
+            Arc::clone(&go),
+        );
         std::thread::spawn(move || {
             let seen2 = Arc::clone(&seen);
             let _scope = s.enter(Some(boxed_hook(
-                move |tid, reason| *seen2.lock().unwrap() = Some((tid, reason, stopper::thread_id())),
+                move |tid, reason| {
+                    *seen2.lock().unwrap() = Some((tid, reason, stopper::thread_id()))
+                },
                 0,
             )));
             ready.wait();
@@ -176,11 +194,18 @@ fn repeated_hook_repeats_until_exit_and_never_after() {
         5_000_000,
     )));
     s.stop(0);
-    assert!(common::eventually(Duration::from_secs(5), || calls.load(Ordering::SeqCst) >= 4), "hook not repeated");
+    assert!(
+        common::eventually(Duration::from_secs(5), || calls.load(Ordering::SeqCst) >= 4),
+        "hook not repeated"
+    );
     drop(scope);
     let after_exit = calls.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(60));
-    assert_eq!(calls.load(Ordering::SeqCst), after_exit, "hook called after exit returned");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        after_exit,
+        "hook called after exit returned"
+    );
 }
 
 #[test]
@@ -228,7 +253,12 @@ fn race_stop_vs_enter_exit_vs_join() {
         let hooks = Arc::new(AtomicUsize::new(0));
         let workers: Vec<_> = (0..2)
             .map(|_| {
-                let (s, after, b, hooks) = (s.clone(), stop_returned.clone(), Arc::clone(&b), Arc::clone(&hooks));
+                let (s, after, b, hooks) = (
+                    s.clone(),
+                    stop_returned.clone(),
+                    Arc::clone(&b),
+                    Arc::clone(&hooks),
+                );
                 std::thread::spawn(move || {
                     b.wait();
                     let h = Arc::clone(&hooks);
@@ -250,7 +280,10 @@ fn race_stop_vs_enter_exit_vs_join() {
         let hooks_at_return = hooks.load(Ordering::SeqCst);
         stop_returned.stop(0);
         assert_eq!(s.join(Some(Duration::from_secs(10))), Status::Ok);
-        let late: usize = workers.into_iter().map(|w| usize::from(w.join().unwrap())).sum();
+        let late: usize = workers
+            .into_iter()
+            .map(|w| usize::from(w.join().unwrap()))
+            .sum();
         // Each worker entered before the stop (one hook call, made before stop returned) or
         // after it (STOPPED at entry, no call).
         assert_eq!(hooks_at_return, 2 - late);

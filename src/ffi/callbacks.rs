@@ -11,7 +11,8 @@ pub type stopper_callback_fn = Option<unsafe extern "C" fn(user_data: *mut c_voi
 
 unsafe fn call_c_callback(ctx: usize, data: usize, _tid: u64, reason: i32) {
     // SAFETY: `ctx` (its provenance exposed) was made from a non-null `stopper_callback_fn` in `stopper_on_stop`.
-    let f: unsafe extern "C" fn(*mut c_void, i32) = unsafe { std::mem::transmute(std::ptr::with_exposed_provenance::<()>(ctx)) };
+    let f: unsafe extern "C" fn(*mut c_void, i32) =
+        unsafe { std::mem::transmute(std::ptr::with_exposed_provenance::<()>(ctx)) };
     // SAFETY: the C caller registered `f` with `data` for exactly this call.
     unsafe { f(data as *mut c_void, reason) }
 }
@@ -23,11 +24,20 @@ unsafe fn call_c_callback(ctx: usize, data: usize, _tid: u64, reason: i32) {
 /// thread that stops `s`, with no lock of the library held: a callback may call any function
 /// of the library. NULL `s` or `fn`: `STOPPER_EINVAL`.
 #[no_mangle]
-pub extern "C" fn stopper_on_stop(s: *mut stopper, r#fn: stopper_callback_fn, user_data: *mut c_void, id: *mut u64) -> i32 {
+pub extern "C" fn stopper_on_stop(
+    s: *mut stopper,
+    r#fn: stopper_callback_fn,
+    user_data: *mut c_void,
+    id: *mut u64,
+) -> i32 {
     boundary!({
         let s = stopper_arg!(s);
         let Some(f) = r#fn else { return STOPPER_EINVAL };
-        let raw = RawFn { call: call_c_callback, ctx: (f as *const ()).expose_provenance(), data: user_data as usize };
+        let raw = RawFn {
+            call: call_c_callback,
+            ctx: (f as *const ()).expose_provenance(),
+            data: user_data as usize,
+        };
         // SAFETY: the C contract: `fn` may be called with `user_data` from any thread until it
         // ran or was unregistered.
         match unsafe { s.on_stop_raw(raw) } {

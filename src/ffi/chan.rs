@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{borrow_chan, boundary, deadline, put, stopper, stopper_chan, STOPPER_EINVAL, STOPPER_OK};
+use super::{
+    borrow_chan, boundary, deadline, put, stopper, stopper_chan, STOPPER_EINVAL, STOPPER_OK,
+};
 use crate::Channel;
 
 /// The largest capacity of a bounded channel: its slots are allocated up front. Beyond it, use
@@ -23,14 +25,6 @@ pub extern "C" fn stopper_chan_new(capacity: usize) -> *mut stopper_chan {
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_header_limit_is_the_core_limit() {
-        assert_eq!(super::STOPPER_CHAN_MAX_CAPACITY, crate::chan::MAX_CAPACITY);
-    }
 }
 
 /// Adds a reference to `c` and returns `c` (NULL gives NULL).
@@ -62,10 +56,17 @@ pub extern "C" fn stopper_chan_release(c: *mut stopper_chan) {
 /// `timeout_ns` (negative: no limit; 0: never blocks), `STOPPER_CLOSED` when the channel is
 /// closed. NULL `c`: `STOPPER_EINVAL`.
 #[no_mangle]
-pub extern "C" fn stopper_chan_send(c: *mut stopper_chan, item: u64, s: *const stopper, timeout_ns: i64) -> i32 {
+pub extern "C" fn stopper_chan_send(
+    c: *mut stopper_chan,
+    item: u64,
+    s: *const stopper,
+    timeout_ns: i64,
+) -> i32 {
     boundary!({
         // SAFETY: NULL or live handles the caller holds.
-        let (Some(c), s) = (unsafe { borrow_chan(c) }, unsafe { super::borrow(s) }) else { return STOPPER_EINVAL };
+        let (Some(c), s) = (unsafe { borrow_chan(c) }, unsafe { super::borrow(s) }) else {
+            return STOPPER_EINVAL;
+        };
         c.send(item, s.as_deref(), deadline(timeout_ns)).code()
     })
 }
@@ -77,13 +78,20 @@ pub extern "C" fn stopper_chan_send(c: *mut stopper_chan, item: u64, s: *const s
 /// `stopper_chan_close`). `*item` is written only on `STOPPER_OK`. NULL `c` or `item`:
 /// `STOPPER_EINVAL`.
 #[no_mangle]
-pub extern "C" fn stopper_chan_recv(c: *mut stopper_chan, item: *mut u64, s: *const stopper, timeout_ns: i64) -> i32 {
+pub extern "C" fn stopper_chan_recv(
+    c: *mut stopper_chan,
+    item: *mut u64,
+    s: *const stopper,
+    timeout_ns: i64,
+) -> i32 {
     boundary!({
         if item.is_null() {
             return STOPPER_EINVAL;
         }
         // SAFETY: NULL or live handles the caller holds.
-        let (Some(c), s) = (unsafe { borrow_chan(c) }, unsafe { super::borrow(s) }) else { return STOPPER_EINVAL };
+        let (Some(c), s) = (unsafe { borrow_chan(c) }, unsafe { super::borrow(s) }) else {
+            return STOPPER_EINVAL;
+        };
         match c.recv(s.as_deref(), deadline(timeout_ns)) {
             Ok(v) => {
                 put(item, v);
@@ -115,3 +123,10 @@ pub extern "C" fn stopper_chan_len(c: *const stopper_chan) -> usize {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_header_limit_is_the_core_limit() {
+        assert_eq!(super::STOPPER_CHAN_MAX_CAPACITY, crate::chan::MAX_CAPACITY);
+    }
+}

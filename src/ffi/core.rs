@@ -2,7 +2,10 @@
 
 use std::ffi::c_char;
 
-use super::{boundary, deadline, give, put, stopper, stopper_arg, Borrowed, STOPPER_EINVAL, STOPPER_STOPPED, STOPPER_TIMEDOUT};
+use super::{
+    boundary, deadline, give, put, stopper, stopper_arg, Borrowed, STOPPER_EINVAL, STOPPER_STOPPED,
+    STOPPER_TIMEDOUT,
+};
 use crate::{Status, Stopper};
 
 /// Creates a running stopper. The caller owns the returned reference (release it with
@@ -146,7 +149,12 @@ pub extern "C" fn stopper_wait(s: *const stopper, timeout_ns: i64) -> i32 {
 /// `STOPPER_EINVAL` at once when `timeout_ns` is negative. NULL `list` with `n > 0`:
 /// `STOPPER_EINVAL`.
 #[no_mangle]
-pub extern "C" fn stopper_wait_any(list: *const *const stopper, n: usize, timeout_ns: i64, which: *mut usize) -> i32 {
+pub extern "C" fn stopper_wait_any(
+    list: *const *const stopper,
+    n: usize,
+    timeout_ns: i64,
+    which: *mut usize,
+) -> i32 {
     boundary!({
         if list.is_null() && n > 0 {
             return STOPPER_EINVAL;
@@ -158,7 +166,8 @@ pub extern "C" fn stopper_wait_any(list: *const *const stopper, n: usize, timeou
             unsafe { std::slice::from_raw_parts(list, n) }
         };
         // SAFETY: each entry is NULL or a stopper the caller holds.
-        let borrowed: Vec<Option<Borrowed>> = raw.iter().map(|&p| unsafe { super::borrow(p) }).collect();
+        let borrowed: Vec<Option<Borrowed>> =
+            raw.iter().map(|&p| unsafe { super::borrow(p) }).collect();
         let dl = deadline(timeout_ns);
         if borrowed.iter().all(Option::is_none) {
             return match dl {
@@ -185,7 +194,8 @@ pub extern "C" fn stopper_wait_any(list: *const *const stopper, n: usize, timeou
 #[no_mangle]
 pub extern "C" fn stopper_strerror(code: i32) -> *const c_char {
     boundary!({
-        Status::from_code(code).map_or(c"unknown status code", Status::c_message)
-        .as_ptr()
+        Status::from_code(code)
+            .map_or(c"unknown status code", Status::c_message)
+            .as_ptr()
     })
 }

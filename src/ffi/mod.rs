@@ -1,6 +1,6 @@
 //! The C ABI: a thin shim over the safe core. Each export is a plain
 //! `#[no_mangle] pub extern "C" fn` whose body runs inside one panic boundary
-//! ([`boundary!`]), checks its arguments ([`stopper_arg!`]…), converts, and calls the core.
+//! (`boundary!`), checks its arguments (`stopper_arg!`…), converts, and calls the core.
 //! Nothing here decides behaviour; cbindgen reads these signatures and doc comments into
 //! `include/stopper.h`.
 //!
@@ -9,6 +9,10 @@
 //! reference).
 
 #![allow(non_camel_case_types)]
+// The C boundary takes raw pointers by design: every export checks them (NULL, and the
+// contract's rules) before it dereferences anything, and cannot be `unsafe fn` without
+// making every C caller's call unsafe in Rust tests too. This is the one place that says so.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::mem::ManuallyDrop;
 
@@ -164,7 +168,9 @@ pub(crate) unsafe fn borrow(p: *const stopper) -> Option<Borrowed> {
         None
     } else {
         // SAFETY: a `stopper *` is an `Arc<Inner>` pointer; ManuallyDrop keeps the count.
-        Some(Borrowed(ManuallyDrop::new(unsafe { Stopper::from_raw(p as *const Inner) })))
+        Some(Borrowed(ManuallyDrop::new(unsafe {
+            Stopper::from_raw(p as *const Inner)
+        })))
     }
 }
 
@@ -190,7 +196,9 @@ pub(crate) unsafe fn borrow_chan(p: *const stopper_chan) -> Option<BorrowedChan>
         None
     } else {
         // SAFETY: a `stopper_chan *` is an `Arc<Channel>` pointer.
-        Some(BorrowedChan(ManuallyDrop::new(unsafe { std::sync::Arc::from_raw(p as *const Channel) })))
+        Some(BorrowedChan(ManuallyDrop::new(unsafe {
+            std::sync::Arc::from_raw(p as *const Channel)
+        })))
     }
 }
 

@@ -20,7 +20,9 @@ pub const STOPPER_MAX_OPEN_SHARED: i32 = 127;
 #[no_mangle]
 pub extern "C" fn stopper_open_shared(name: *const c_char) -> *mut stopper {
     boundary!({
-        let Some(name) = c_name(name) else { return std::ptr::null_mut() };
+        let Some(name) = c_name(name) else {
+            return std::ptr::null_mut();
+        };
         match crate::open_shared(name) {
             Ok(s) => give(s),
             Err(_) => std::ptr::null_mut(),
@@ -34,7 +36,9 @@ pub extern "C" fn stopper_open_shared(name: *const c_char) -> *mut stopper {
 #[no_mangle]
 pub extern "C" fn stopper_unlink_shared(name: *const c_char) -> i32 {
     boundary!({
-        let Some(name) = c_name(name) else { return einval() };
+        let Some(name) = c_name(name) else {
+            return einval();
+        };
         with_errno(crate::unlink_shared(name).code())
     })
 }
@@ -101,6 +105,9 @@ fn c_name<'a>(name: *const c_char) -> Option<&'a str> {
 mod tests {
     #[test]
     fn the_header_limit_is_the_core_limit() {
-        assert_eq!(super::STOPPER_MAX_OPEN_SHARED as usize, crate::MAX_OPEN_SHARED);
+        assert_eq!(
+            super::STOPPER_MAX_OPEN_SHARED as usize,
+            crate::MAX_OPEN_SHARED
+        );
     }
 }

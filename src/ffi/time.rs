@@ -49,7 +49,13 @@ pub extern "C" fn stopper_fd(s: *mut stopper) -> i32 {
 /// never hides a stop), or `STOPPER_TIMEDOUT`. NULL `s` never stops. A negative `fd`:
 /// `STOPPER_EINVAL`; a closed `fd`: `STOPPER_EOS` with `errno` = `EBADF`.
 #[no_mangle]
-pub extern "C" fn stopper_wait_fd(s: *const stopper, fd: i32, events: i16, timeout_ns: i64, revents: *mut i16) -> i32 {
+pub extern "C" fn stopper_wait_fd(
+    s: *const stopper,
+    fd: i32,
+    events: i16,
+    timeout_ns: i64,
+    revents: *mut i16,
+) -> i32 {
     boundary!({
         // SAFETY: NULL or a stopper the caller holds.
         let s = unsafe { super::borrow(s) };

@@ -7,7 +7,8 @@ use crate::{Hook, HookFn, RawFn};
 
 /// An interrupt hook function: called with the hook's `data`, the id of the worker thread to
 /// interrupt (its `pthread_self()`), and the stop's reason.
-pub type stopper_interrupt_fn = Option<unsafe extern "C" fn(data: *mut c_void, thread_id: u64, reason: i32)>;
+pub type stopper_interrupt_fn =
+    Option<unsafe extern "C" fn(data: *mut c_void, thread_id: u64, reason: i32)>;
 
 /// How a stop reaches a worker blocked where no flag is checked. When the stopper stops,
 /// `fn(data, worker_thread_id, reason)` is called once for the worker on the stopping
@@ -29,7 +30,8 @@ pub type stopper_thread_fn = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 
 unsafe fn call_c_hook(ctx: usize, data: usize, tid: u64, reason: i32) {
     // SAFETY: `ctx` (its provenance exposed) was made from a non-null `stopper_interrupt_fn` in `stopper_enter`.
-    let f: unsafe extern "C" fn(*mut c_void, u64, i32) = unsafe { std::mem::transmute(std::ptr::with_exposed_provenance::<()>(ctx)) };
+    let f: unsafe extern "C" fn(*mut c_void, u64, i32) =
+        unsafe { std::mem::transmute(std::ptr::with_exposed_provenance::<()>(ctx)) };
     // SAFETY: the C caller entered with this hook; it is valid until the worker exits.
     unsafe { f(data as *mut c_void, tid, reason) }
 }
@@ -48,9 +50,15 @@ pub extern "C" fn stopper_enter(s: *mut stopper, hook: *const stopper_hook) -> i
         } else {
             // SAFETY: the caller passes NULL or a valid hook.
             let h = unsafe { &*hook };
-            let Some(f) = h.func else { return STOPPER_EINVAL };
+            let Some(f) = h.func else {
+                return STOPPER_EINVAL;
+            };
             Some(Hook {
-                func: HookFn::Raw(RawFn { call: call_c_hook, ctx: (f as *const ()).expose_provenance(), data: h.data as usize }),
+                func: HookFn::Raw(RawFn {
+                    call: call_c_hook,
+                    ctx: (f as *const ()).expose_provenance(),
+                    data: h.data as usize,
+                }),
                 repeat_ns: h.repeat_ns,
             })
         };
