@@ -45,13 +45,16 @@ def echo(request, context):
 
 def stream(request, context):
     say("started stream", time.monotonic())
+    how = "closed"  # gRPC dropped the generator at a yield
     try:
         for i in range(1000):
             yield str(i).encode()
             stopper.sleep(0.05)
     except stopper.StopRequested:
-        say("ended stream stopped", stopper.current().reason, time.monotonic())
+        how = "stopped"  # the stop reached it in its checkpoint
         raise
+    finally:
+        say("ended stream", how, time.monotonic())
 
 
 def main():

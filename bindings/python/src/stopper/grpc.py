@@ -75,14 +75,22 @@ def _unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 def _streaming(behavior: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], Iterator[Any]]:
     def run(request: Any, context: Any) -> Iterator[Any]:
         s = _rpc_stopper(context)
-        try:
-            with s, s.interruptible("checkpoint"):
-                for item in behavior(request, context):
-                    yield item
-        except StopRequested:
-            if not s.is_set():
-                raise
-            _end_by_stop(s, context)
+        # The scopes are entered around each step of the handler's iterator, never held across
+        # a yield: gRPC may drop (and so finalize) this generator at any time, on any thread.
+        it = None
+        while True:
+            try:
+                with s, s.interruptible("checkpoint"):
+                    if it is None:
+                        it = iter(behavior(request, context))
+                    item = next(it)
+            except StopIteration:
+                return
+            except StopRequested:
+                if not s.is_set():
+                    raise
+                _end_by_stop(s, context)
+            yield item
 
     return run
 
