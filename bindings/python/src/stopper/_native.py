@@ -212,6 +212,12 @@ FlagView = c_bool
 assert ctypes.sizeof(c_bool) == ctypes.sizeof(c_uint8) == 1
 
 
+def keep_forever(obj: Any) -> None:
+    """Leaks one reference to ``obj`` (a ctypes trampoline the library may call at any time,
+    even during module teardown)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
 def strerror(code: int) -> str:
     """The library's name for a status code."""
     s = stopper_strerror(code)

@@ -1,6 +1,6 @@
 """Processes: argument checks and error messages for shared stoppers, process escalation and
 stops on a signal (SPEC.md, "Processes").  The methods themselves live on
-:class:`stopper.Stopper` (``_core``); this module holds what they share, and
+:class:`stopper.Stopper` (``_stopper``); this module holds what they share, and
 :func:`unlink_shared`.
 """
 
