@@ -7,7 +7,11 @@ import itertools
 import queue
 import threading
 from ctypes import byref, c_uint64
-from typing import Any, Generic, Iterator, NoReturn, Optional, TypeVar
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Iterator, NoReturn, Optional, TypeVar
+
+    T = TypeVar("T")
 
 from . import _delivery as _d
 from . import _lifecycle as _lc
@@ -18,10 +22,7 @@ from ._errors import ChannelClosed, StopRequested
 
 __all__ = ["Channel"]
 
-T = TypeVar("T")
-
-
-class Channel(Generic[T]):
+class Channel:
     """A multi-producer multi-consumer queue whose blocking :meth:`put` and :meth:`get` end
     the moment a stopper stops (:class:`StopRequested`), instead of polling with a timeout.
 
@@ -31,6 +32,10 @@ class Channel(Generic[T]):
     ``interrupt=True``, ``timeout()``), a stop of that scope also ends the wait, with its
     exception.
     """
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        """``Channel[int]`` in annotations, as for a generic class."""
+        return cls
 
     def __init__(self, capacity: int = 0) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int):

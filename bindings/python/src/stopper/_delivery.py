@@ -41,9 +41,13 @@ still arrive anywhere in the main thread, as in any Python code.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
-from typing import Any, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, List, Optional
 
 from . import _lifecycle as _lc
 from . import _native as _n
@@ -436,14 +440,31 @@ _Delivered.__name__ = _Delivered.__qualname__ = "StopRequested"
 _Delivered.__module__ = "stopper"
 
 
+def _in_package_code(ts: ThreadState) -> bool:
+    """Whether thread ``ts`` is paused inside this package's own code (e.g. on the first line
+    of a scope's ``__exit__``, before its no-delivery region begins): an exception scheduled
+    now would fire there.  The hook holds the GIL, so the thread cannot move meanwhile."""
+    frame = sys._current_frames().get(ts.ident)
+    return frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _deliver(e: Entry) -> None:
     """The hook: schedules the async exception for scope ``e`` unless its thread is in a
-    no-delivery region or already has one on the way (then it serves this stop too)."""
+    no-delivery region (refused), in the package's own code (tried again a moment later), or
+    already has one on the way (then it serves this stop too)."""
     if _lc.exiting or not e.active or e.delivered:
         return
     ts = e.ts
     with ts.lock:
         if not e.active or e.delivered or ts.hold:
+            return
+        if _in_package_code(ts):
+            if not e.later and later is not None:
+                e.later = True
+                later(lambda: _deliver_again(e))
             return
         e.delivered = True
         ts.scheduled.append(e)

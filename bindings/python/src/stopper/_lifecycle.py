@@ -32,7 +32,9 @@ import threading
 import time
 import weakref
 from ctypes import c_uint64
-from typing import Any, Callable, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional
 
 from . import _native as _n
 

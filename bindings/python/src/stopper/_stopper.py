@@ -7,7 +7,9 @@ import ctypes
 import os
 import threading
 from ctypes import byref, c_int16, c_size_t
-from typing import Any, Callable, Iterable, List, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, List, Optional
 
 from . import _delivery as _d
 from . import _lifecycle as _lc

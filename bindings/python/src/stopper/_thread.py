@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from . import _delivery as _d
 from ._args import timeout_ns as _timeout_ns

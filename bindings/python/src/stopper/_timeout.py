@@ -13,7 +13,11 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Any, Callable, Optional, TypeVar
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 from . import _delivery as _d
 from . import _native as _n
@@ -21,9 +25,6 @@ from ._errors import StopRequested, Timeout
 from ._stopper import Stopper, current
 
 __all__ = ["timeout"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def _seconds_arg(seconds: Any) -> Optional[float]:
     if seconds is None:
