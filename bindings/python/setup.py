@@ -8,7 +8,8 @@ name ``stopper._native`` looks for.
 Environment:
   STOPPER_LIBDIR    use the ``libstopper.so.0`` already built there instead of running cargo
                     (the repository's Makefile sets it to ``build/lib`` after ``make lib``).
-  CARGO_TARGET_DIR  cargo's output directory (reuse one to make rebuilds incremental).
+  CARGO_TARGET_DIR  cargo's output directory (default in a checkout: build/cargo-python at the
+                    repository root, shared with `make wheel`; in an sdist: cargo's own).
   CARGO             the cargo to run (default: ``cargo`` on PATH).
 """
 
@@ -67,7 +68,11 @@ class BuildNativeLibrary(build_rust):
         if libdir:
             self.copy_prebuilt(os.path.join(libdir, LIBRARY_FILE))
             return
-        crate_root()
+        root = crate_root()
+        if root != os.path.join(HERE, SDIST_CRATE) and "CARGO_TARGET_DIR" not in os.environ:
+            # A checkout: share the build with `make wheel` and keep clear of `make lib`'s
+            # target/ (a cdylib-only build there would make each of them rebuild the other's).
+            os.environ["CARGO_TARGET_DIR"] = os.path.join(root, "build", "cargo-python")
         cargo = os.environ.get("CARGO", "cargo")
         if shutil.which(cargo) is None or shutil.which("rustc") is None:
             fail(
