@@ -371,6 +371,34 @@ def proc_table(r):
     return table(title, rows)
 
 
+# ---------------------------------------------------------------- part 5: Rust async
+
+
+def rust_async_table(r):
+    """Stopper::stopped() vs tokio-util's CancellationToken::cancelled() (benches/rust/bench_async.rs)."""
+    rows = []
+    for exe, label in (("tokio_ct", "tokio current-thread runtime"), ("tokio_mt", "tokio multi-thread runtime"),
+                       ("block_on", "futures::executor::block_on")):
+        a, b = r.get(f"async_wake_stopper_{exe}"), r.get(f"async_wake_token_{exe}")
+        if a and b:
+            rows.append(ratio_row(f"wake of an awaiting task, median, {label}: stopped() vs cancelled()",
+                                  a["p50"], b["p50"], a["p50"] / b["p50"], 1.0))
+            rows.append(ratio_row("  p99", a["p99"], b["p99"], a["p99"] / b["p99"], None))
+        else:
+            rows.append(missing_row(f"wake of an awaiting task, {label}"))
+    if "async_register_drop" in r:
+        a, b, ratio = pair_stats(r["async_register_drop"])
+        rows.append(ratio_row("future created, polled once (registers), dropped (unregisters): "
+                              "stopped() vs cancelled()", a, b, ratio, None))
+    else:
+        rows.append(missing_row("stopped() register + drop"))
+    meta = next((m for m in r.get("_meta", []) if m.get("program") == "bench_async"), {})
+    title = ("Part 5. Rust async: Stopper::stopped() vs tokio-util CancellationToken::cancelled() (wake-ups: "
+             f"{meta.get('samples', '?')} samples of each kind, interleaved; per-op times are medians of "
+             f"{meta.get('rounds', '?')} interleaved rounds)")
+    return table(title, rows)
+
+
 # ---------------------------------------------------------------- plot
 
 
@@ -511,6 +539,14 @@ def main():
     py_argv = [a.py, os.path.join(a.src, "py_bench.py")] + (["--smoke"] if smoke else [])
     parse_json_lines("py_bench", run_program("py_bench", py_argv, 120), r)
 
+    # Part 5: Rust async (built by the Makefile's rust-async target)
+    if os.access(b("bench_async"), os.X_OK):
+        async_args = (["--samples", "5", "--rounds", "2", "--scale", "0.001"] if smoke
+                      else ["--samples", "2000", "--rounds", "15"])
+        parse_json_lines("bench_async", run_program("bench_async", [b("bench_async")] + async_args, 120), r)
+    else:
+        NOTES.append("Rust async rows left out: bench_async was not built (make rust-async)")
+
     # Tables
     load_end = os.getloadavg()
     report = [f"machine: {os.cpu_count()} cores; load average (1 min) {load_start[0]:.2f} at the start, "
@@ -519,6 +555,7 @@ def main():
     report.append(timechan_table(r, rates, chan_cfgs))
     report.append(python_table(r))
     report.append(proc_table(r))
+    report.append(rust_async_table(r))
     text = "\n".join(report)
     if NOTES:
         text += "\nNotes:\n" + "".join(f"  - {n}\n" for n in NOTES)
