@@ -683,8 +683,11 @@ private:
     void attach() {
         if (!t_.s_)
             return;  // a token without a stopper never stops
-        int32_t rc = c_api::stopper_on_stop(t_.s_, &callback::trampoline, this, &id_);
-        if (rc != STOPPER_OK && rc != STOPPER_STOPPED)  // STOPPED: it already ran, here
+        uint64_t id = 0;
+        int32_t rc = c_api::stopper_on_stop(t_.s_, &callback::trampoline, this, &id);
+        if (rc == STOPPER_OK)
+            id_ = id;
+        else if (rc != STOPPER_STOPPED)  // STOPPED: it already ran, here, on this thread
             detail::fail(rc, "stopper::callback");
     }
 
@@ -713,7 +716,7 @@ private:
 
     F f_;
     token t_;
-    uint64_t id_ = 0;  // written by stopper_on_stop: 0 when nothing is registered
+    uint64_t id_ = 0;  // 0 when nothing is registered
 };
 
 template <class F>
@@ -772,9 +775,13 @@ namespace detail {
 /// arguments (made on the constructing thread) and the stopper, owned by the new thread.
 template <class G, class... A>
 struct thread_state {
+    // std::conjunction stops at the first false: a generic callable is not instantiated with
+    // a source once it accepted a token.
     static constexpr bool token_first = std::is_invocable_v<G, token, A...>;
-    static constexpr bool source_first = !token_first && std::is_invocable_v<G, source &, A...>;
-    static constexpr bool args_only = !token_first && !source_first && std::is_invocable_v<G, A...>;
+    static constexpr bool source_first =
+        std::conjunction_v<std::bool_constant<!token_first>, std::is_invocable<G, source &, A...>>;
+    static constexpr bool args_only =
+        std::conjunction_v<std::bool_constant<!token_first && !source_first>, std::is_invocable<G, A...>>;
 
     template <class F, class... Args>
     explicit thread_state(const source &src, F &&f, Args &&...a)
