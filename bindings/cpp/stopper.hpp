@@ -3,9 +3,11 @@
 // RAII over the C ABI of libstopper (stopper.h), in namespace `stopper`:
 //
 //   stopper::source s;                     // owning; copies share one stopper (reference count)
-//   stopper::callback cb(s, [](int32_t reason) { ... });   // unregistered by its destructor
+//   stopper::token tk = s.get_token();     // read-only, like std::stop_token
+//   stopper::callback cb(tk, [](int32_t reason) { ... });  // unregistered by its destructor
 //   stopper::scope in(s);                  // this thread is a worker of s until the scope ends
-//   stopper::thread t(s, [](stopper::source s) { while (!s.is_set()) s.wait(1s); });
+//   stopper::thread t(s, [](stopper::token t) { while (!t.stop_requested()) t.wait(1s); });
+//   stopper::wait(cv, lock, tk, pred);     // condition_variable_any wait that a stop ends
 //   stopper::current_is_set();             // anywhere below a scope or inside a stopper::thread
 //   stopper::source::from(std::stop_token) // C++20: stopped when the std token is
 //
