@@ -903,6 +903,16 @@ public:
     /// The stopper this thread works in (a shared copy; empty for a default-made thread).
     source get_source() const noexcept { return s_; }
 
+    /// A read-only token of the thread's stopper (without a stopper for a default-made thread).
+    token get_token() const noexcept { return s_.get_token(); }
+
+    /// std::jthread's spellings of get_source() and get_token().
+    source get_stop_source() const noexcept { return get_source(); }
+    token get_stop_token() const noexcept { return get_token(); }
+
+    /// std::thread::hardware_concurrency().
+    static unsigned int hardware_concurrency() noexcept { return std::thread::hardware_concurrency(); }
+
     id get_id() const noexcept { return t_.get_id(); }
     native_handle_type native_handle() { return t_.native_handle(); }
 

@@ -512,6 +512,54 @@ TEST(thread_copy_that_throws_is_thrown_by_the_constructor) {
     CHECK(s.join(5s));  // no worker was left inside
 }
 
+// As libstdc++'s and libc++'s jthread tests: the thread's token and source are the worker's.
+TEST(thread_get_token_and_std_spellings) {
+    CHECK(stopper::thread::hardware_concurrency() == std::thread::hardware_concurrency());
+    stopper::thread none;
+    CHECK(!none.get_token().stop_possible());
+    CHECK(!none.get_stop_source());
+    token seen;
+    std::mutex m;
+    std::atomic<bool> ready{false};
+    stopper::thread t([&](token tk) {
+        {
+            std::lock_guard<std::mutex> g(m);
+            seen = tk;
+        }
+        ready = true;
+        tk.wait();
+    });
+    CHECK(th::eventually([&] { return ready.load(); }));
+    {
+        std::lock_guard<std::mutex> g(m);
+        CHECK(seen == t.get_token());
+        CHECK(seen == t.get_stop_token());
+        CHECK(t.get_stop_source() == t.get_source());
+    }
+    token kept = t.get_stop_token();
+    CHECK(!kept.stop_requested());
+    CHECK(t.get_stop_source().request_stop());
+    CHECK(!t.request_stop());  // already stopped
+    t.join();
+    CHECK(kept.stop_requested());
+}
+
+// A callback asking for the stop again (re-entrantly, from inside the stop) gets false and does
+// not deadlock; a callback stopping another stopper runs that one's callbacks in turn.
+TEST(callback_requesting_the_stop_again) {
+    source s, other;
+    bool again = true;
+    bool chained = false;
+    callback on_other(other.get_token(), [&] { chained = true; });
+    callback cb(s.get_token(), [&] {
+        again = s.request_stop();
+        other.request_stop();
+    });
+    CHECK(s.request_stop());
+    CHECK(!again);
+    CHECK(chained);
+}
+
 // As libstdc++'s jthread.cc: a detached worker keeps running until its token is stopped.
 TEST(thread_detached_worker_stops_through_its_token) {
     std::atomic<bool> finished{false};
