@@ -150,11 +150,16 @@ install: lib
 	install -m 0644 include/stopper.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 bindings/cpp/stopper.hpp $(DESTDIR)$(PREFIX)/include/
 	./scripts/gen-pc.sh "$(PREFIX)" "$(VERSION)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/stopper
+	./scripts/gen-cmake-config.sh $(DESTDIR)$(PREFIX)/lib/cmake/stopper "$(VERSION)"
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libstopper.so* $(DESTDIR)$(PREFIX)/lib/libstopper.a \
 	      $(DESTDIR)$(PREFIX)/include/stopper.h $(DESTDIR)$(PREFIX)/include/stopper.hpp \
-	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc \
+	      $(DESTDIR)$(PREFIX)/lib/cmake/stopper/stopperConfig.cmake \
+	      $(DESTDIR)$(PREFIX)/lib/cmake/stopper/stopperConfigVersion.cmake
+	-rmdir $(DESTDIR)$(PREFIX)/lib/cmake/stopper 2>/dev/null
 
 clean:
 	$(CARGO) clean
