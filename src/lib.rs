@@ -42,7 +42,7 @@ mod workers;
 
 pub use chan::{Channel, MAX_CAPACITY as CHANNEL_MAX_CAPACITY};
 pub use fdwait::wait_fd;
-pub use process::watch_process;
+pub use process::{watch_process, watch_process_group};
 pub use shared::{
     open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED,
 };
