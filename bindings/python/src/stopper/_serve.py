@@ -27,12 +27,8 @@ import socket
 import threading
 from typing import Any
 
-from ._core import Stopper
+from ._stopper import Stopper
 from ._errors import StopRequested
-try:  # TEMP-STANDIN: until the delivery machinery lands
-    from ._delivery import checkpoint_stopper as _cs  # noqa: F401
-except ImportError:
-    from ._standin import checkpoint_stopper as _cs  # noqa: F401
 
 __all__ = ["serve"]
 

@@ -28,12 +28,9 @@ import sys
 import threading
 from typing import Any, AsyncIterator, Callable, Optional
 
-from ._core import Stopper, _timeout_ns, current
+from ._args import timeout_ns as _timeout_ns
+from ._stopper import Stopper, current
 from ._errors import StopRequested
-try:  # TEMP-STANDIN: until the delivery machinery lands
-    from ._delivery import checkpoint_stopper as _cs  # noqa: F401
-except ImportError:
-    from ._standin import checkpoint_stopper as _cs  # noqa: F401
 
 __all__ = ["to_thread", "wait", "cancel_on_stop"]
 

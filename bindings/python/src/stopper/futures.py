@@ -32,12 +32,8 @@ import warnings
 from concurrent.futures import _base
 from typing import Any, Callable, Optional
 
-from ._core import Stopper
+from ._stopper import Stopper
 from ._errors import StopRequested
-try:  # TEMP-STANDIN: until the delivery machinery lands
-    from ._delivery import checkpoint_stopper as _cs  # noqa: F401
-except ImportError:
-    from ._standin import checkpoint_stopper as _cs  # noqa: F401
 
 __all__ = ["ThreadPoolExecutor", "Future"]
 

@@ -25,11 +25,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import grpc
 
-from ._core import Stopper
-try:  # TEMP-STANDIN: until the delivery machinery lands
-    from ._delivery import checkpoint_stopper
-except ImportError:
-    from ._standin import checkpoint_stopper
+from ._stopper import Stopper
+from ._delivery import checkpoint_stopper
 from ._errors import StopRequested
 from ._native import REASON_DEADLINE, REASON_REQUESTED
 

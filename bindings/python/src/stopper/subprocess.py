@@ -39,11 +39,8 @@ import threading
 from subprocess import PIPE, CalledProcessError, CompletedProcess, TimeoutExpired
 from typing import Any, Optional
 
-from ._core import Stopper
-try:  # TEMP-STANDIN: until the delivery machinery lands
-    from ._delivery import checkpoint_stopper
-except ImportError:
-    from ._standin import checkpoint_stopper
+from ._stopper import Stopper
+from ._delivery import checkpoint_stopper
 from ._errors import StopRequested
 
 __all__ = ["run", "CompletedProcess", "CalledProcessError", "TimeoutExpired", "PIPE"]
