@@ -203,3 +203,30 @@ def test_a_reused_pid_and_group_id_is_never_signalled(tmp_path):
             b.wait()
     finally:
         os.close(fd)
+
+
+def test_watch_process_group_ends_the_whole_tree(tmp_path):
+    pidfile = tmp_path / "leader"
+    p = subprocess.Popen(["sh", "-c", TREE.format(pidfile=pidfile)], start_new_session=True)
+    try:
+        s = stopper.Stopper()
+        s.watch_process(p, grace=0.3, group=True)
+        _read_pid(f"{pidfile}.ready")
+        time.sleep(0.02)
+        s.stop()
+        assert p.wait(10) is not None
+        assert _wait_group_gone(p.pid) == []  # the SIGTERM-ignoring member too, after grace
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_watch_process_group_refuses_a_non_leader():
+    p = subprocess.Popen(["sleep", "30"])  # in our own group: it leads none
+    try:
+        with pytest.raises(ValueError):
+            stopper.Stopper().watch_process(p, group=True)
+    finally:
+        p.kill()
+        p.wait()
