@@ -336,6 +336,6 @@ def test_import_stopper_does_not_import_frameworks():
         "'stopper.futures', 'stopper.subprocess', 'stopper.grpc') if m in sys.modules))"
     )
     assert rc == 0, err
-    # asyncio is the core's business (wait_async); these are ours: never at import
-    for name in ("trio", "anyio", "grpc", "stopper.aio", "stopper.futures", "stopper.subprocess", "stopper.grpc"):
+    for name in ("trio", "anyio", "grpc", "concurrent.futures", "stopper.aio", "stopper.futures",
+                 "stopper.subprocess", "stopper.grpc"):
         assert repr(name) not in out, out

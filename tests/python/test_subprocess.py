@@ -13,13 +13,49 @@ import pytest
 import stopper
 import stopper.subprocess as ssp
 
-# A tree of depth 3 in one group: the leader (sh) -> sh -> a subshell that ignores SIGTERM ->
-# sleep (which inherits the ignored SIGTERM).  The leader writes its pid (= the group id) first.
+# A tree of depth 3: the leader (sh) -> an sh that ignores SIGTERM -> sleep (which inherits the
+# ignored SIGTERM), and a plain sleep.  The leader writes its pid first, every process of the
+# tree its pid to {pidfile}.all, and the stubborn sh says "ready" once it ignores SIGTERM.
 TREE = (
-    "echo $$ > {pidfile}; "
-    "sh -c '(trap \"\" TERM; echo $$ > {pidfile}.ready; sleep 300) & sleep 300 & wait' & "
-    "sleep 300 & wait"
+    "echo $$ > {pidfile}; echo $$ >> {pidfile}.all; "
+    "sh -c 'trap \"\" TERM; sleep 300 & echo $! >> {pidfile}.all; echo $$ > {pidfile}.ready; wait' & "
+    "echo $! >> {pidfile}.all; "
+    "sleep 300 & echo $! >> {pidfile}.all; wait"
 )
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _wait_tree_started(pidfile, limit=10.0):
+    give_up = time.monotonic() + limit
+    while time.monotonic() < give_up:
+        try:
+            with open(f"{pidfile}.all") as f:
+                if len(f.read().split()) == 4:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise AssertionError("the tree did not start")
+
+
+def _tree_left(pidfile, limit=5.0):
+    """The processes of the tree still alive (not zombies), watched for up to ``limit`` s."""
+    with open(f"{pidfile}.all") as f:
+        pids = [int(x) for x in f.read().split()]
+    assert len(pids) == 4, pids
+    give_up = time.monotonic() + limit
+    while True:  # test-side observation of /proc (the code under test does not poll)
+        left = [p for p in pids if _alive(p)]
+        if not left or time.monotonic() > give_up:
+            return left
+        time.sleep(0.01)
 
 
 def _group_members(pgid):
@@ -67,7 +103,7 @@ def _stop_when_group_full(s, pidfile):
     """Stops ``s`` once the stubborn part of the tree ignores SIGTERM (it says so in a file)."""
     def go():
         _read_pid(f"{pidfile}.ready")
-        time.sleep(0.02)  # its sleep has started
+        _wait_tree_started(pidfile)
         s.stop()
 
     t = threading.Thread(target=go)
@@ -88,6 +124,7 @@ def test_depth3_tree_with_sigterm_ignoring_child_leaves_nothing(tmp_path, captur
         t.join()
         pgid = _read_pid(pidfile)
         assert _wait_group_gone(pgid) == []
+        assert _tree_left(pidfile) == []
         if not capture:
             # the leader ended on SIGTERM: what it left (the stubborn one) is killed at once
             assert took < 5
@@ -154,8 +191,9 @@ def test_behaves_as_subprocess_run_without_a_stop():
 def test_timeout_kills_the_whole_group(tmp_path):
     pidfile = tmp_path / "leader"
     with pytest.raises(subprocess.TimeoutExpired):
-        ssp.run(["sh", "-c", TREE.format(pidfile=pidfile)], timeout=0.5)
+        ssp.run(["sh", "-c", TREE.format(pidfile=pidfile)], timeout=1.0)
     assert _wait_group_gone(_read_pid(pidfile)) == []
+    assert _tree_left(pidfile) == []
 
 
 def test_missing_program_raises_file_not_found_and_leaves_nothing():
@@ -212,10 +250,11 @@ def test_watch_process_group_ends_the_whole_tree(tmp_path):
         s = stopper.Stopper()
         s.watch_process(p, grace=0.3, group=True)
         _read_pid(f"{pidfile}.ready")
-        time.sleep(0.02)
+        _wait_tree_started(pidfile)
         s.stop()
         assert p.wait(10) is not None
         assert _wait_group_gone(p.pid) == []  # the SIGTERM-ignoring member too, after grace
+        assert _tree_left(pidfile) == []
     finally:
         if p.poll() is None:
             p.kill()

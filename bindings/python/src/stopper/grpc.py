@@ -42,8 +42,15 @@ def _rpc_stopper(context: Any) -> Stopper:
             s.stop(REASON_DEADLINE)
         else:
             s.stop_after(remaining, REASON_DEADLINE)
-    if not context.add_callback(lambda: s.stop(REASON_REQUESTED)):
-        s.stop(REASON_REQUESTED)  # the RPC had already ended
+
+    def ended() -> None:
+        # gRPC ends the RPC at its deadline itself, maybe a moment before our own timer fires:
+        # an end at (or past) the deadline is the deadline's.
+        left = context.time_remaining()
+        s.stop(REASON_DEADLINE if left is not None and left <= 0.001 else REASON_REQUESTED)
+
+    if not context.add_callback(ended):
+        ended()  # the RPC had already ended
     return s
 
 

@@ -131,6 +131,7 @@ class _GroupStop:
         self.fired = False
         self.closed = False
         self.timer: Optional[Stopper] = None
+        self.timer_cb: Any = None
 
     def on_stop(self, reason: int) -> None:
         with self.lock:
@@ -142,7 +143,7 @@ class _GroupStop:
                 _signal_group(self.pidfd, signal.SIGKILL)
                 return
             self.timer = t = Stopper()
-        t.on_stop(lambda r: self.kill())
+        self.timer_cb = t.on_stop(lambda r: self.kill())
         t.stop_after(self.grace)
 
     def kill(self) -> None:
@@ -154,9 +155,11 @@ class _GroupStop:
         with self.lock:
             self.closed = True
             os.close(self.pidfd)
-            t = self.timer
+            t, cb = self.timer, self.timer_cb
         if t is not None:
             t.stop_after(None)
+        if cb is not None:
+            cb.cancel()  # (waits for a kill() in progress)
 
 
 def _grace_arg(grace: Any) -> float:
