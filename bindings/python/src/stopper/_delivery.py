@@ -31,6 +31,10 @@ stop counts as delivered: nothing lands later in the cleanup code); a shield rai
 exit when the block ended normally; the package's bookkeeping leaves it to the hook, which the
 delivery for a moment later (:data:`later`) when it cannot be raised where the region ends.
 
+The hook also does not schedule while the thread is paused in this package's own code (it
+looks at the thread's current frame, holding the GIL): an exception would fire there, e.g. on the
+first line of a scope's ``__exit__`` before its region begins; it tries again a moment later.
+
 Where an exception scheduled for the thread actually fires is known: CPython creates the
 exception object in the target thread when it raises it (at once from 3.12, before any handler
 runs on older versions), and :class:`_Delivered` records that in its constructor.
