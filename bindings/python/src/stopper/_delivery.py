@@ -79,6 +79,27 @@ def mode_arg(mode: Any, *, cooperative_ok: bool = False) -> Optional[str]:
     raise ValueError(f"unknown interrupt mode {mode!r}: expected {allowed}")
 
 
+#: CPython 3.13 (seen on 3.13.0; python/cpython#139622): an asynchronous exception raised right
+#: after a C call returns is raised with a wrong position, so the interrupted frame's ``except``,
+#: ``finally`` and ``with`` exits are skipped (its callers' run).  Checkpoints are unaffected.
+ASYNC_EXCEPTIONS_SKIP_HANDLERS = sys.version_info[:2] == (3, 13)
+_warned = []
+
+
+def _warn_async_on_313() -> None:
+    if not _warned:
+        _warned.append(True)
+        import warnings
+
+        warnings.warn(
+            "stopper: on Python 3.13 an asynchronous exception can skip the except/finally/with "
+            "exits of the frame it interrupts (python/cpython#139622); use "
+            'interrupt="checkpoint" / mode="checkpoint" for code that must clean up',
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 # ---------------------------------------------------------------- per-thread state
 class _Local(threading.local):
     cp: Any = None  # the stopper checkpoints of this thread wake on (None: none / in a shield)
@@ -150,6 +171,8 @@ def enter(stopper: Any, mode: Optional[str], link: Any = None) -> Entry:
     StopRequested here, after leaving it again (no hook call would come)."""
     ts = state()
     e = Entry(ts, stopper, mode)
+    if mode == "async" and ASYNC_EXCEPTIONS_SKIP_HANDLERS:
+        _warn_async_on_313()
     if mode is not None:
         e.saved_cp = ts.cp
         e.cp = stopper if ts.cp is None else link(ts.cp, stopper)
