@@ -540,3 +540,35 @@ def test_async_mode_warns_on_313():
         assert msgs.strip().startswith("['stopper: on Python 3.13")
     else:
         assert msgs.strip() == "[]"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_main_thread_stopped_before_and_never(mode, call):
+    s = stopper.Stopper()
+    with s.interruptible(mode):
+        if call != "checkpoint":
+            # never stopped: a short call returns normally
+            short = {"sleep": lambda: stopper.sleep(0.001), "wait": lambda: stopper.Stopper().wait(0.001),
+                     "wait_any": lambda: stopper.wait_any([stopper.Stopper()], 0.001),
+                     "channel_get": lambda: stopper.Channel().get(timeout=0.001)}[call]
+            try:
+                short()
+            except Exception:  # noqa: BLE001 - queue.Empty from the channel
+                pass
+        else:
+            stopper.checkpoint()
+    s = stopper.Stopper()
+    t0 = time.monotonic()
+    where = []
+    with pytest.raises(stopper.StopRequested):
+        with s.interruptible(mode):
+            try:
+                with stopper.shield():
+                    s.stop()
+            except stopper.StopRequested:
+                where.append("shield exit")  # async mode: the held-back stop
+            where.append("call")
+            CALLS[call]()  # stopped before the call: raises at once
+    assert time.monotonic() - t0 < 1.0
+    assert where == (["call"] if mode == "checkpoint" else ["shield exit", "call"])

@@ -230,6 +230,31 @@ def leave(e: Entry, deliver: bool = True) -> None:
         raise _stop_exc(due)
 
 
+class Scope:
+    """What :meth:`Stopper.interruptible` returns: a context manager (one block at a time)
+    that makes the calling thread interruptible by ``stopper`` in ``mode``."""
+
+    __slots__ = ("stopper", "mode", "_link", "_entry")
+
+    def __init__(self, stopper: Any, mode: Optional[str], link: Any) -> None:
+        self.stopper = stopper
+        self.mode = mode
+        self._link = link
+        self._entry: Optional[Entry] = None
+
+    def __enter__(self) -> Any:
+        if self._entry is not None:
+            raise RuntimeError("this interruptible() is already in use: create one per block")
+        self._entry = enter(self.stopper, self.mode, self._link)
+        return self.stopper
+
+    def __exit__(self, *exc: Any) -> None:
+        e, self._entry = self._entry, None
+        if e is None:
+            raise RuntimeError("interruptible(): __exit__ without __enter__")
+        leave(e)
+
+
 def depth() -> int:
     """How many scopes the calling thread is inside."""
     return len(state().stack)
