@@ -572,3 +572,21 @@ def test_main_thread_stopped_before_and_never(mode, call):
             CALLS[call]()  # stopped before the call: raises at once
     assert time.monotonic() - t0 < 1.0
     assert where == (["call"] if mode == "checkpoint" else ["shield exit", "call"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sleep_inside_a_scope_takes_what_time_sleep_takes(mode):
+    from decimal import Decimal
+    from fractions import Fraction
+
+    def errors(fn, arg):
+        try:
+            fn(arg)
+        except Exception as e:  # noqa: BLE001
+            return type(e)
+        return None
+
+    s = stopper.Stopper()
+    with s.interruptible(mode):
+        for arg in (0, 0.0, False, Decimal("0.001"), Fraction(1, 1000), -1, -0.5, float("nan"), "1", b"1", None, [], 1j):
+            assert errors(stopper.sleep, arg) is errors(time.sleep, arg), arg

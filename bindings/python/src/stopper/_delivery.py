@@ -464,11 +464,18 @@ def sleep(seconds: float) -> None:
     cp = _tls.cp
     if cp is None:
         return time.sleep(seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"sleep() takes a number of seconds, not {type(seconds).__name__}")
-    if seconds != seconds or seconds < 0:
+    # the arguments time.sleep takes (a float, or an int or an object with __index__), its errors
+    if isinstance(seconds, float):
+        secs = seconds
+    elif hasattr(type(seconds), "__index__"):
+        secs = float(seconds.__index__())
+    else:
+        raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer")
+    if secs != secs:
+        raise ValueError("Invalid value NaN (not a number)")
+    if secs < 0:
         raise ValueError("sleep length must be non-negative")
-    ns = -1 if seconds == float("inf") else min(int(seconds * 1e9), _n.INT64_MAX)
+    ns = -1 if secs == float("inf") else min(int(secs * 1e9), _n.INT64_MAX)
     with in_checkpoint():
         _n.stopper_wait(cp._h, ns)
     return None
