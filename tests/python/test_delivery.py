@@ -24,10 +24,11 @@ def spin(seconds):
 
 def in_thread(fn, mode, timeout=10):
     """Runs fn(stopper) in a StoppableThread(interrupt=mode); returns (thread, result dict)."""
-    out = {}
+    out = {"ready": threading.Event()}  # set when fn is about to run (inside the scope)
 
     def run():
         try:
+            out["ready"].set()
             out["value"] = fn(stopper.current())
         except BaseException as e:  # noqa: BLE001
             out["exc"] = e
@@ -153,6 +154,7 @@ def test_stopped_before_the_call_raises_at_once(mode, call):
 def test_stopped_while_blocked_leaves_by_stop_requested(mode, call):
     t, out = in_thread(lambda s: CALLS[call](), mode)
     t.start()
+    assert out["ready"].wait(10)
     time.sleep(0.05)
     t0 = time.monotonic()
     t.stop()
@@ -253,9 +255,11 @@ def test_stop_inside_a_checkpoint_sends_no_async_exception_later():
     not also sent an async exception: its cleanup (many eval-breaker checks) runs to the end."""
     for i in range(40):
         done = []
+        ready = threading.Event()
 
         def body(s):
             try:
+                ready.set()
                 stopper.sleep(30)
             except stopper.StopRequested:
                 n = 0
@@ -267,7 +271,8 @@ def test_stop_inside_a_checkpoint_sends_no_async_exception_later():
 
         t, out = in_thread(body, "async")
         t.start()
-        time.sleep(0.005 + 0.0005 * (i % 7))
+        assert ready.wait(10)
+        time.sleep(0.0005 * (i % 7))
         t.stop()
         threading.Thread.join(t, 10)
         assert done == [20000], i
@@ -331,6 +336,7 @@ def test_cleanup_after_an_interrupted_c_call_runs_completely(mode, kind):
 
         t, out = in_thread(body, mode)
         t.start()
+        assert out["ready"].wait(10)
         time.sleep(0.03)
         t.stop()
         threading.Thread.join(t, 10)
@@ -347,7 +353,7 @@ def test_shield_holds_an_async_stop_until_its_exit():
         try:
             with stopper.shield():
                 events.append("in")
-                spin(0.15)  # the stop arrives here
+                spin(0.3)  # the stop arrives here
                 events.append("shield body done")
         except stopper.StopRequested:
             events.append("raised at exit")
@@ -355,6 +361,7 @@ def test_shield_holds_an_async_stop_until_its_exit():
 
     t, out = in_thread(body, "async")
     t.start()
+    assert out["ready"].wait(10)
     time.sleep(0.05)
     t.stop()
     threading.Thread.join(t, 10)
@@ -440,7 +447,7 @@ def test_bookkeeping_is_never_interrupted_race():
         t.stop()
         threading.Thread.join(t, 10)
         assert not t.is_alive()
-        assert out == {} or isinstance(out.get("exc"), stopper.StopRequested), out  # {}: stopped before run()
+        assert not out["ready"].is_set() or isinstance(out.get("exc"), stopper.StopRequested), out  # not ready: stopped before run()
         assert inner.join(2) is True  # no worker left inside (every native enter was exited)
     end = time.monotonic() + 5  # a re-delivery armed for a millisecond later may be pending
     while len(_lifecycle.callbacks) != before and time.monotonic() < end:
