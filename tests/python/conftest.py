@@ -21,7 +21,8 @@ def run_python(code, timeout=20, env=None):
     if env:
         e.update(env)
     p = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
+        # (-W: the package's RuntimeWarning about async mode on CPython 3.13 is not a failure)
+        [sys.executable, "-X", "faulthandler", "-W", "ignore::RuntimeWarning", "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=timeout,
