@@ -469,6 +469,8 @@ def sleep(seconds: float) -> None:
         secs = seconds
     elif hasattr(type(seconds), "__index__"):
         secs = float(seconds.__index__())
+    elif sys.version_info < (3, 10) and hasattr(type(seconds), "__int__"):
+        secs = float(int(seconds))  # before 3.10, time.sleep also took __int__ (deprecated)
     else:
         raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer")
     if secs != secs:
