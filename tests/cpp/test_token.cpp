@@ -752,6 +752,70 @@ TEST(cv_wait_stop_from_inside_pred) {
     CHECK(lk.owns_lock());
 }
 
+// As libc++'s condition_variable_any stop_token tests: an exception from pred() leaves the wait
+// with the lock held again, and the wake-up callback gone (a later stop touches nothing of it).
+TEST(cv_wait_pred_throws) {
+    source s;
+    std::condition_variable_any cv;
+    std::mutex m;
+    std::unique_lock<std::mutex> lk(m);
+    int calls = 0;
+    bool thrown = false;
+    try {
+        stopper::wait(cv, lk, s.get_token(), [&]() -> bool {
+            calls++;
+            throw std::runtime_error("pred");
+        });
+    } catch (const std::runtime_error &) {
+        thrown = true;
+    }
+    CHECK(thrown);
+    CHECK_EQ(calls, 1);
+    CHECK(lk.owns_lock());
+    bool later = false;
+    callback after(s.get_token(), [&] { later = true; });
+    CHECK(s.request_stop());  // runs only the callbacks still registered
+    CHECK(later);
+}
+
+// A clock whose now() throws (armed on demand): the exception leaves wait_until with the lock
+// held again, and the wait's own state released (a stop afterwards does not deadlock).
+struct throwing_clock {
+    using duration = std::chrono::steady_clock::duration;
+    using rep = duration::rep;
+    using period = duration::period;
+    using time_point = std::chrono::time_point<throwing_clock>;
+    static constexpr bool is_steady = true;
+    static std::atomic<bool> armed;
+    static time_point now() {
+        if (armed)
+            throw std::runtime_error("clock");
+        return time_point(std::chrono::steady_clock::now().time_since_epoch());
+    }
+};
+std::atomic<bool> throwing_clock::armed{false};
+
+TEST(cv_wait_until_clock_throws) {
+    source s;
+    std::condition_variable_any cv;
+    std::mutex m;
+    std::unique_lock<std::mutex> lk(m);
+    auto deadline = throwing_clock::now() + 10s;
+    throwing_clock::armed = true;
+    bool thrown = false;
+    try {
+        stopper::wait_until(cv, lk, s.get_token(), deadline, [] { return false; });
+    } catch (const std::runtime_error &) {
+        thrown = true;
+    }
+    throwing_clock::armed = false;
+    CHECK(thrown);
+    CHECK(lk.owns_lock());
+    std::thread stopping([&] { s.request_stop(); });  // must not block on anything the wait left
+    stopping.join();
+    CHECK(s.stop_requested());
+}
+
 TEST(cv_wait_with_other_lock_types) {
     // Any BasicLockable works, as for condition_variable_any: a std::mutex itself, a
     // recursive_mutex's unique_lock.
