@@ -132,6 +132,37 @@ TEST(token_copy_move_swap_and_equality) {
     CHECK(y == s1.get_token());
 }
 
+// As libc++'s request_stop test: of many threads asking at once, exactly one is told it stopped
+// the stopper, and every callback runs once, before that caller's request_stop returns.
+TEST(request_stop_races_one_winner) {
+    for (int round = 0; round < 100; round++) {
+        source s;
+        token t = s.get_token();
+        std::atomic<int> runs{0};
+        callback cb(t, [&] { runs++; });
+        std::atomic<int> winners{0};
+        std::atomic<bool> go{false};
+        std::atomic<int> seen_runs_by_winner{-1};
+        std::vector<std::thread> ts;
+        for (int i = 0; i < 4; i++)
+            ts.emplace_back([&] {
+                while (!go.load())
+                    std::this_thread::yield();
+                if (s.request_stop()) {
+                    winners++;
+                    seen_runs_by_winner = runs.load();
+                }
+                CHECK(t.stop_requested());  // every caller sees the stop once request_stop returns
+            });
+        go = true;
+        for (auto &x : ts)
+            x.join();
+        CHECK_EQ(winners.load(), 1);
+        CHECK_EQ(runs.load(), 1);
+        CHECK_EQ(seen_runs_by_winner.load(), 1);
+    }
+}
+
 TEST(token_outlives_its_source) {
     token t;
     stopper::native_handle_type raw = nullptr;
