@@ -175,7 +175,7 @@ pub use chan::{Channel, MAX_CAPACITY as CHANNEL_MAX_CAPACITY};
 pub use fdwait::wait_fd;
 pub use future::{StoppedFuture, StoppedOwned};
 pub use guard::{DropGuard, Stopped};
-pub use process::watch_process;
+pub use process::{watch_process, watch_process_group};
 pub use shared::{
     open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED,
 };
