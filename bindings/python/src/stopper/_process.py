@@ -62,6 +62,22 @@ def fail_open(name: str, err: int) -> NoReturn:
     if err == 0:
         raise OSError(f"{what}: stopper_open_shared failed without saying why")
     if err == errno.EINVAL:
+        try:
+            owner = os.stat(shm_path(name)).st_uid
+        except OSError:
+            owner = os.geteuid()
+        if owner != os.geteuid():
+            try:
+                import pwd
+
+                who = f"user {pwd.getpwuid(owner).pw_name!r} (uid {owner})"
+            except (ImportError, KeyError):
+                who = f"uid {owner}"
+            raise ValueError(
+                f"{what}: {shm_path(name)} belongs to {who}, not to this user: refused. This "
+                "user cannot remove it (stopper.unlink_shared would fail too): pick another "
+                "name, or ask that user (or root) to remove it."
+            )
         raise ValueError(
             f"{what}: {shm_path(name)} is not a shared stopper this process can trust (corrupt, "
             "truncated, of another layout, not owned by this user, or open to other users): "
