@@ -182,7 +182,9 @@ int32_t stopper_on_stop(struct stopper *s, stopper_callback_fn fn, void *user_da
  * never will), `STOPPER_STOPPED` when it has run. If it is running on another thread at that
  * moment, blocks until it returns, so `user_data` may be freed as soon as this returns;
  * called from inside that same callback it does not block. Id 0, an id `s` never issued, or
- * one already removed while `s` runs: `STOPPER_EINVAL`. NULL `s`: `STOPPER_EINVAL`.
+ * one already removed (by an earlier `stopper_unregister`, also one made during the stop, by
+ * a callback): `STOPPER_EINVAL`, before and after the stop (`STOPPER_STOPPED` always means
+ * that the callback ran). NULL `s`: `STOPPER_EINVAL`.
  */
 int32_t stopper_unregister(struct stopper *s, uint64_t id);
 
@@ -387,7 +389,10 @@ int32_t stopper_stop_on_signal(struct stopper *s, int32_t signo);
 /**
  * Arms a deadline: `s` stops with `reason` (0 becomes `STOPPER_REASON_DEADLINE`) `delay_ns`
  * from now, fired by the library's service thread. Replaces an earlier deadline of `s`; a
- * negative `delay_ns` disarms. A deadline keeps `s` alive until it fires or is disarmed.
+ * negative `delay_ns` disarms. `delay_ns == 0` is a deadline already passed: `s` is stopped
+ * with `reason` on the calling thread (callbacks included) before the call returns, so a
+ * `stopper_stop` made after it cannot win the reason. A deadline keeps `s` alive until it
+ * fires or is disarmed.
  * Returns `STOPPER_OK`, `STOPPER_STOPPED` when `s` is already stopped, `STOPPER_EOS` when the
  * service thread could not be started, `STOPPER_EINVAL` for NULL.
  */
