@@ -32,11 +32,28 @@ def run_python(code, timeout=20, env=None):
 
 
 @pytest.fixture
-def hook_errors(monkeypatch):
-    """Collects what threading.excepthook would report."""
-    seen = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
-    return seen
+def hook_errors():
+    """Collects what threading.excepthook would report during the test's call.
+
+    The hook is set by ``pytest_runtest_call`` below, around the call itself: pytest 8.3 (the
+    last release for Python 3.8) installs its own ``threading.excepthook`` after the fixtures
+    ran, which would replace one set here.
+    """
+    return []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    seen = getattr(item, "funcargs", {}).get("hook_errors")
+    if seen is None:
+        yield
+        return
+    previous = threading.excepthook
+    threading.excepthook = lambda args: seen.append(args.exc_value)
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def later(delay, fn, *args):
