@@ -26,22 +26,31 @@ use std::task::{Context, Poll, Waker};
 
 use crate::{RawFn, Stopper};
 
-/// The part of a stop future that the stop callback reaches.
+/// The registration of a stop future: pinned in it, since the callback points into it.
 struct Waiter {
+    shared: Shared,
+    /// The registered callback's id; 0 while not registered. Only the future touches it.
+    id: u64,
+    _pinned: PhantomPinned,
+}
+
+/// The part of a `Waiter` that the stop callback reaches, through a shared reference while
+/// the future may be polled: only interior mutability here, so that the future writing `id`
+/// never touches what the callback reads.
+struct Shared {
     /// The waker to wake at the stop; taken by the callback.
     waker: Mutex<Option<Waker>>,
     /// Set by the callback after its last access to this waiter.
     fired: AtomicBool,
-    /// The registered callback's id; 0 while not registered.
-    id: u64,
-    _pinned: PhantomPinned,
 }
 
 impl Waiter {
     fn new() -> Waiter {
         Waiter {
-            waker: Mutex::new(None),
-            fired: AtomicBool::new(false),
+            shared: Shared {
+                waker: Mutex::new(None),
+                fired: AtomicBool::new(false),
+            },
             id: 0,
             _pinned: PhantomPinned,
         }
@@ -54,11 +63,11 @@ impl Waiter {
         // SAFETY: nothing is moved out of the waiter; its address stays valid until `drop`
         // below, which unregisters the callback that holds it.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.id == 0 && !this.fired.load(Ordering::Acquire) {
-            *lock(&this.waker) = Some(cx.waker().clone());
+        if this.id == 0 && !this.shared.fired.load(Ordering::Acquire) {
+            *lock(&this.shared.waker) = Some(cx.waker().clone());
             let raw = RawFn {
                 call: wake_waiter,
-                ctx: this as *const Waiter as usize,
+                ctx: &this.shared as *const Shared as usize,
                 data: 0,
             };
             // SAFETY: `wake_waiter` may be called with a pointer to this pinned waiter from any
@@ -74,7 +83,7 @@ impl Waiter {
             };
         }
         {
-            let mut slot = lock(&this.waker);
+            let mut slot = lock(&this.shared.waker);
             match &*slot {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => *slot = Some(cx.waker().clone()),
@@ -93,7 +102,7 @@ impl Waiter {
     fn release(self: Pin<&mut Self>, stopper: &Stopper) {
         // SAFETY: as in `poll`.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.id != 0 && !this.fired.load(Ordering::Acquire) {
+        if this.id != 0 && !this.shared.fired.load(Ordering::Acquire) {
             // Returns once the callback is removed, or has finished running elsewhere.
             stopper.unregister(this.id);
         }
@@ -106,14 +115,15 @@ fn lock(m: &Mutex<Option<Waker>>) -> std::sync::MutexGuard<'_, Option<Waker>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The stop callback of a waiting future: `ctx` is the address of its pinned `Waiter`.
+/// The stop callback of a waiting future: `ctx` is the address of its pinned waiter's
+/// `Shared` part.
 ///
 /// # Safety
-/// `ctx` must point to a live `Waiter` (the future is pinned and has not finished dropping).
+/// `ctx` must point to a live `Shared` (the future is pinned and has not finished dropping).
 unsafe fn wake_waiter(ctx: usize, _data: usize, _tid: u64, _reason: i32) {
     // SAFETY: the future unregisters this callback in its drop (waiting while it runs), so the
     // waiter is alive until `fired` is set below.
-    let waiter = unsafe { &*(ctx as *const Waiter) };
+    let waiter = unsafe { &*(ctx as *const Shared) };
     let waker = lock(&waiter.waker).take();
     // The last access to the waiter: from here on its future may be dropped on another thread.
     waiter.fired.store(true, Ordering::Release);

@@ -97,6 +97,20 @@ fn within<T: Send + 'static>(
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// `n`, or a few under Miri (which interprets every step: the properties are the same, the
+/// repetitions are for real runs).
+const fn reps(n: usize) -> usize {
+    if cfg!(miri) {
+        if n < 5 {
+            n
+        } else {
+            5
+        }
+    } else {
+        n
+    }
+}
+
 fn current_thread_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -272,7 +286,7 @@ fn tokio_current_thread_wakes_on_a_stop_from_another_task() {
 
 #[test]
 fn tokio_multi_thread_many_tasks_on_one_stopper_all_wake() {
-    const TASKS: usize = 2000;
+    const TASKS: usize = reps(2000);
     let rt = multi_thread_rt();
     let s = Stopper::new();
     let done = Arc::new(AtomicUsize::new(0));
@@ -313,7 +327,8 @@ fn tokio_multi_thread_many_tasks_on_one_stopper_all_wake() {
 #[test]
 fn many_futures_in_one_task_all_complete() {
     let s = Stopper::new();
-    let futs: Vec<_> = (0..500).map(|_| s.stopped()).collect();
+    let n = reps(500);
+    let futs: Vec<_> = (0..n).map(|_| s.stopped()).collect();
     let stopper_thread = {
         let s = s.clone();
         std::thread::spawn(move || {
@@ -322,7 +337,7 @@ fn many_futures_in_one_task_all_complete() {
         })
     };
     let all = futures::executor::block_on(futures::future::join_all(futs));
-    assert_eq!(all, vec![8; 500]);
+    assert_eq!(all, vec![8; n]);
     stopper_thread.join().unwrap();
 }
 
@@ -330,12 +345,14 @@ fn many_futures_in_one_task_all_complete() {
 
 #[test]
 fn select_drops_the_losing_future_which_unregisters() {
+    const WARM: usize = reps(2_000);
+    const ROUNDS: usize = reps(200_000);
     let rt = current_thread_rt();
     let s = Stopper::new();
     let grew = rt.block_on(async {
         let mut before = 0;
-        for i in 0..200_000u32 {
-            if i == 2_000 {
+        for i in 0..WARM + ROUNDS {
+            if i == WARM {
                 before = live_bytes();
             }
             tokio::select! {
@@ -348,7 +365,7 @@ fn select_drops_the_losing_future_which_unregisters() {
     });
     assert!(
         grew < 4096,
-        "the stopper grew by {grew} bytes over 198 000 abandoned futures"
+        "the stopper grew by {grew} bytes over {ROUNDS} abandoned futures"
     );
     // And it still works.
     s.stop(0);
@@ -363,20 +380,21 @@ fn a_million_polled_and_dropped_futures_leave_no_memory_behind() {
         let f = pin!(s.stopped());
         assert_eq!(poll_once(f, &w), Poll::Pending); // registered...
     }; // ...and unregistered by the drop
-    for _ in 0..1_000 {
+    for _ in 0..reps(1_000) {
         cycle();
     }
     let before = live_bytes();
-    for _ in 0..1_000_000 {
+    let rounds = reps(1_000_000);
+    for _ in 0..rounds {
         cycle();
     }
     let grew = live_bytes() - before;
     assert!(
         grew < 4096,
-        "the stopper grew by {grew} bytes over a million futures"
+        "the stopper grew by {grew} bytes over {rounds} futures"
     );
     // Futures held at once do take room, and give it back.
-    let mut held: Vec<_> = (0..1000).map(|_| Box::pin(s.stopped())).collect();
+    let mut held: Vec<_> = (0..reps(1000)).map(|_| Box::pin(s.stopped())).collect();
     for f in &mut held {
         assert_eq!(poll_once(f.as_mut(), &w), Poll::Pending);
     }
@@ -388,7 +406,7 @@ fn a_million_polled_and_dropped_futures_leave_no_memory_behind() {
 
 #[test]
 fn stop_racing_the_first_poll_never_loses_the_wake_up() {
-    const ROUNDS: usize = 1000;
+    const ROUNDS: usize = reps(1000);
     within(LIMIT, "stop vs first poll, block_on", || {
         let (tx, rx) = mpsc::channel::<Option<Stopper>>();
         let go = Arc::new(Barrier::new(2));
@@ -414,7 +432,7 @@ fn stop_racing_the_first_poll_never_loses_the_wake_up() {
 
 #[test]
 fn stop_racing_the_first_poll_on_a_multi_thread_runtime() {
-    const ROUNDS: usize = 1000;
+    const ROUNDS: usize = reps(1000);
     let rt = multi_thread_rt();
     within(LIMIT, "stop vs first poll, tokio", move || {
         for i in 0..ROUNDS {
@@ -433,7 +451,7 @@ fn stop_racing_the_first_poll_on_a_multi_thread_runtime() {
 fn stop_racing_a_poll_with_a_new_waker_wakes_the_right_one() {
     // A task moves to another waker while the stop runs: one of the two polls sees the stop or
     // the new waker is woken; never neither.
-    for _ in 0..1000 {
+    for _ in 0..reps(1000) {
         let s = Stopper::new();
         let (a, b) = (
             Arc::new(CountingWaker::default()),
@@ -466,7 +484,7 @@ fn dropping_futures_while_the_stop_wakes_them_is_safe() {
     // The stop's callback may be waking a future on one thread while another drops it: the drop
     // waits for the callback, so no waker is used after its future is gone.
     let rt = multi_thread_rt();
-    for _ in 0..300 {
+    for _ in 0..reps(300) {
         let s = Stopper::new();
         let tasks: Vec<_> = (0..8)
             .map(|_| rt.spawn(s.clone().stopped_owned()))

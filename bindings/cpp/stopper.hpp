@@ -992,12 +992,15 @@ template <class Lock, class Block>
 bool stopped_or_block(Lock &lock, std::mutex &gate, const token &t, Block block) {
     gated_lock<Lock> both{lock, gate};
     gate.lock();
-    if (t.stop_requested()) {
-        gate.unlock();
+    // Unlocked on every way out, an exception from the block too (a user clock's now() may
+    // throw; the condition variable has taken both locks again by then).
+    struct release_gate {
+        std::mutex &g;
+        ~release_gate() { g.unlock(); }
+    } release{gate};
+    if (t.stop_requested())
         return true;
-    }
     block(both);  // returns with `lock` and `gate` held again
-    gate.unlock();
     return false;
 }
 

@@ -132,6 +132,37 @@ TEST(token_copy_move_swap_and_equality) {
     CHECK(y == s1.get_token());
 }
 
+// As libc++'s request_stop test: of many threads asking at once, exactly one is told it stopped
+// the stopper, and every callback runs once, before that caller's request_stop returns.
+TEST(request_stop_races_one_winner) {
+    for (int round = 0; round < 100; round++) {
+        source s;
+        token t = s.get_token();
+        std::atomic<int> runs{0};
+        callback cb(t, [&] { runs++; });
+        std::atomic<int> winners{0};
+        std::atomic<bool> go{false};
+        std::atomic<int> seen_runs_by_winner{-1};
+        std::vector<std::thread> ts;
+        for (int i = 0; i < 4; i++)
+            ts.emplace_back([&] {
+                while (!go.load())
+                    std::this_thread::yield();
+                if (s.request_stop()) {
+                    winners++;
+                    seen_runs_by_winner = runs.load();
+                }
+                CHECK(t.stop_requested());  // every caller sees the stop once request_stop returns
+            });
+        go = true;
+        for (auto &x : ts)
+            x.join();
+        CHECK_EQ(winners.load(), 1);
+        CHECK_EQ(runs.load(), 1);
+        CHECK_EQ(seen_runs_by_winner.load(), 1);
+    }
+}
+
 TEST(token_outlives_its_source) {
     token t;
     stopper::native_handle_type raw = nullptr;
@@ -750,6 +781,70 @@ TEST(cv_wait_stop_from_inside_pred) {
     CHECK_EQ(calls, 2);
     CHECK(s.stop_requested());
     CHECK(lk.owns_lock());
+}
+
+// As libc++'s condition_variable_any stop_token tests: an exception from pred() leaves the wait
+// with the lock held again, and the wake-up callback gone (a later stop touches nothing of it).
+TEST(cv_wait_pred_throws) {
+    source s;
+    std::condition_variable_any cv;
+    std::mutex m;
+    std::unique_lock<std::mutex> lk(m);
+    int calls = 0;
+    bool thrown = false;
+    try {
+        stopper::wait(cv, lk, s.get_token(), [&]() -> bool {
+            calls++;
+            throw std::runtime_error("pred");
+        });
+    } catch (const std::runtime_error &) {
+        thrown = true;
+    }
+    CHECK(thrown);
+    CHECK_EQ(calls, 1);
+    CHECK(lk.owns_lock());
+    bool later = false;
+    callback after(s.get_token(), [&] { later = true; });
+    CHECK(s.request_stop());  // runs only the callbacks still registered
+    CHECK(later);
+}
+
+// A clock whose now() throws (armed on demand): the exception leaves wait_until with the lock
+// held again, and the wait's own state released (a stop afterwards does not deadlock).
+struct throwing_clock {
+    using duration = std::chrono::steady_clock::duration;
+    using rep = duration::rep;
+    using period = duration::period;
+    using time_point = std::chrono::time_point<throwing_clock>;
+    static constexpr bool is_steady = true;
+    static std::atomic<bool> armed;
+    static time_point now() {
+        if (armed)
+            throw std::runtime_error("clock");
+        return time_point(std::chrono::steady_clock::now().time_since_epoch());
+    }
+};
+std::atomic<bool> throwing_clock::armed{false};
+
+TEST(cv_wait_until_clock_throws) {
+    source s;
+    std::condition_variable_any cv;
+    std::mutex m;
+    std::unique_lock<std::mutex> lk(m);
+    auto deadline = throwing_clock::now() + 10s;
+    throwing_clock::armed = true;
+    bool thrown = false;
+    try {
+        stopper::wait_until(cv, lk, s.get_token(), deadline, [] { return false; });
+    } catch (const std::runtime_error &) {
+        thrown = true;
+    }
+    throwing_clock::armed = false;
+    CHECK(thrown);
+    CHECK(lk.owns_lock());
+    std::thread stopping([&] { s.request_stop(); });  // must not block on anything the wait left
+    stopping.join();
+    CHECK(s.stop_requested());
 }
 
 TEST(cv_wait_with_other_lock_types) {
