@@ -576,6 +576,295 @@ def timers_vs_deadlines(with_stopper):
     progress("timers vs deadlines")
 
 
+# ---------------------------------------------------------------- cancel means stop (frameworks)
+# Per framework: the time from the cancel (just before it) to the end of the thread doing the
+# work (its last statement, or the return of serve()/run()), with stopper and with the framework
+# alone.  The framework alone never ends the thread (cancel() is refused, the thread runs on) or
+# ends it by a poll: its rows use the usual poll, a flag checked every POLL_S.
+FW_POLL_S = 0.05
+
+
+def _fw_samples(n_stopper, n_ref):
+    return (5, 3) if SMOKE else (n_stopper, n_ref)
+
+
+def fw_executor():
+    import concurrent.futures
+    import stopper.futures
+
+    n, nr = _fw_samples(300, 40)
+    ls, lr = [], []
+    with stopper.futures.ThreadPoolExecutor(1) as ex:
+        for _ in range(n):
+            started, box = threading.Event(), {}
+
+            def task():
+                started.set()
+                try:
+                    stopper.sleep(10)
+                finally:
+                    box["end"] = now()
+
+            f = ex.submit(task)
+            started.wait(5)
+            time.sleep(0.001)
+            t0 = now()
+            if not f.cancel():
+                raise RuntimeError("cancel() of a running task returned False")
+            ls.append(box["end"] - t0)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        for _ in range(nr):
+            started, flag, box = threading.Event(), threading.Event(), {}
+
+            def polling_task():
+                started.set()
+                while not flag.is_set():
+                    time.sleep(FW_POLL_S)
+                box["end"] = now()
+
+            f = ex.submit(polling_task)
+            started.wait(5)
+            time.sleep(random.random() * FW_POLL_S)
+            t0 = now()
+            f.cancel()  # refused: it is running
+            flag.set()
+            f.result(5)
+            lr.append(box["end"] - t0)
+    emit_samples("fw_executor_stopper", ls)
+    emit_samples("fw_executor_poll", lr)
+    progress("frameworks: executor")
+
+
+def fw_asyncio():
+    import asyncio
+    import stopper.aio
+
+    n, nr = _fw_samples(300, 40)
+
+    async def main():
+        ls, lr = [], []
+        for _ in range(n):
+            started, box = threading.Event(), {}
+
+            def work():
+                started.set()
+                try:
+                    stopper.sleep(10)
+                finally:
+                    box["end"] = now()
+
+            task = asyncio.ensure_future(stopper.aio.to_thread(work))
+            while not started.is_set():
+                await asyncio.sleep(0.0005)
+            t0 = now()
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            ls.append(box["end"] - t0)
+        loop = asyncio.get_running_loop()
+        for _ in range(nr):
+            started, flag, box = threading.Event(), threading.Event(), {}
+
+            def polling():
+                started.set()
+                while not flag.is_set():
+                    time.sleep(FW_POLL_S)
+                box["end"] = now()
+
+            fut = loop.run_in_executor(None, polling)
+            while not started.is_set():
+                await asyncio.sleep(0.0005)
+            await asyncio.sleep(random.random() * FW_POLL_S)
+            t0 = now()
+            fut.cancel()  # the await ends; the thread does not: the usual fix is a flag it polls
+            flag.set()
+            while "end" not in box:
+                await asyncio.sleep(0.001)
+            lr.append(box["end"] - t0)
+        return ls, lr
+
+    ls, lr = asyncio.run(main())
+    emit_samples("fw_asyncio_stopper", ls)
+    emit_samples("fw_asyncio_poll", lr)
+    progress("frameworks: asyncio")
+
+
+def fw_subprocess():
+    import subprocess
+    import stopper.subprocess
+
+    n, nr = _fw_samples(100, 30)
+    ls, lr = [], []
+    for _ in range(n):
+        s = stopper.Stopper()
+        box = {}
+
+        def runner():
+            try:
+                stopper.subprocess.run(["sleep", "10"], stopper=s, grace=5)
+            except stopper.StopRequested:
+                box["end"] = now()
+
+        t = start_daemon(runner)
+        time.sleep(0.02)
+        t0 = now()
+        s.stop()
+        t.join(10)
+        ls.append(box["end"] - t0)
+    for _ in range(nr):
+        flag, box = threading.Event(), {}
+
+        def polling_runner():
+            p = subprocess.Popen(["sleep", "10"])
+            while p.poll() is None:
+                if flag.is_set():
+                    p.terminate()
+                time.sleep(FW_POLL_S)
+            box["end"] = now()
+
+        t = start_daemon(polling_runner)
+        time.sleep(0.02 + random.random() * FW_POLL_S)
+        t0 = now()
+        flag.set()
+        t.join(10)
+        lr.append(box["end"] - t0)
+    emit_samples("fw_subprocess_stopper", ls)
+    emit_samples("fw_subprocess_poll", lr)
+    progress("frameworks: subprocess")
+
+
+def fw_serve():
+    import socketserver
+
+    n, nr = _fw_samples(100, 10)
+    ls, lr = [], []
+
+    class Quiet(socketserver.BaseRequestHandler):
+        def handle(self):
+            pass
+
+    for _ in range(n):
+        srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Quiet)
+        s = stopper.Stopper()
+        box = {}
+
+        def serving():
+            stopper.serve(srv, s)
+            box["end"] = now()
+
+        t = start_daemon(serving)
+        time.sleep(0.005)
+        t0 = now()
+        s.stop()
+        t.join(10)
+        srv.server_close()
+        ls.append(box["end"] - t0)
+    for _ in range(nr):
+        srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Quiet)
+        box = {}
+
+        def serving_forever():
+            srv.serve_forever()
+            box["end"] = now()
+
+        t = start_daemon(serving_forever)
+        time.sleep(0.005 + random.random() * 0.5)
+        t0 = now()
+        srv.shutdown()
+        t.join(10)
+        srv.server_close()
+        lr.append(box["end"] - t0)
+    emit_samples("fw_serve_stopper", ls)
+    emit_samples("fw_serve_shutdown", lr)
+    progress("frameworks: serve")
+
+
+_FW_GRPC_SERVER = r"""
+import sys, time, threading
+from concurrent import futures
+import grpc, stopper, stopper.grpc
+lock = threading.Lock()
+def say(*w):
+    with lock:
+        print(*w, flush=True)
+def block(request, context):
+    say("started")
+    try:
+        stopper.sleep(60)
+    finally:
+        say("ended", time.perf_counter_ns())
+    return b""
+def polling(request, context):
+    say("started")
+    while context.is_active():
+        time.sleep(%(poll)r)
+    say("ended", time.perf_counter_ns())
+    return b""
+ident = lambda b: b
+h = {"Block": grpc.unary_unary_rpc_method_handler(block, ident, ident),
+     "Poll": grpc.unary_unary_rpc_method_handler(polling, ident, ident)}
+server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[stopper.grpc.server_interceptor()])
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("b.P", h),))
+print("port", server.add_insecure_port("127.0.0.1:0"), flush=True)
+server.start()
+sys.stdin.read()
+server.stop(None)
+"""
+
+
+def fw_grpc():
+    import subprocess
+    try:
+        import grpc
+    except ImportError:
+        note("frameworks: gRPC rows skipped, grpcio is not installed")
+        return
+    import stopper.grpc
+
+    n, nr = _fw_samples(100, 20)
+    p = subprocess.Popen([sys.executable, "-c", _FW_GRPC_SERVER % {"poll": FW_POLL_S}],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(p.stdout.readline().split()[1])
+        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+        ls, lr = [], []
+        for name, count, out in (("Block", n, ls), ("Poll", nr, lr)):
+            method = ch.unary_unary(f"/b.P/{name}")
+            for _ in range(count):
+                s = stopper.Stopper()
+
+                def client():
+                    try:
+                        stopper.grpc.call(method, b"", stopper=s)
+                    except (stopper.StopRequested, grpc.RpcError):
+                        pass
+
+                t = start_daemon(client)
+                line = p.stdout.readline()
+                assert line.startswith("started"), line
+                time.sleep(0.002 + (random.random() * FW_POLL_S if name == "Poll" else 0))
+                t0 = now()
+                s.stop()
+                line = p.stdout.readline().split()
+                out.append(int(line[1]) - t0)  # CLOCK_MONOTONIC: one clock for both processes
+                t.join(10)
+        ch.close()
+    finally:
+        p.stdin.close()
+        p.wait(20)
+    emit_samples("fw_grpc_stopper", ls)
+    emit_samples("fw_grpc_is_active_poll", lr)
+    progress("frameworks: gRPC")
+
+
+def frameworks():
+    """Cancel-to-thread-ended per framework (docs/cancel-means-stop.md); a summary note."""
+    for fn in (fw_executor, fw_asyncio, fw_subprocess, fw_serve, fw_grpc):
+        guarded(fn)
+
+
 def guarded(fn, *args):
     try:
         fn(*args)
@@ -608,6 +897,8 @@ def main():
     if have:
         guarded(async_raise_stopper)
     ok &= guarded(timers_vs_deadlines, have)
+    if have:
+        frameworks()
     # The reference (standard-library) measurements must work; a failure there is a bench bug.
     sys.exit(0 if ok else 1)
 

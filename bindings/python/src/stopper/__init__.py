@@ -78,3 +78,16 @@ __all__ = [
     "thread_id",
     "__version__",
 ]
+
+
+def serve(server, s):  # type: ignore[no-untyped-def]
+    """Serves a ``socketserver``/``http.server`` server until ``s`` stops, returning within
+    milliseconds of the stop, its handlers (each inside a child of ``s``) stopped and joined.
+    See :mod:`stopper._serve`.  (``stopper.futures``, ``stopper.aio``, ``stopper.subprocess``
+    and ``stopper.grpc`` are submodules, imported only when used.)"""
+    from ._serve import serve as _serve
+
+    return _serve(server, s)
+
+
+__all__.append("serve")

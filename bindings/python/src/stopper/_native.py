@@ -233,6 +233,7 @@ _PROTOTYPES = {
     "stopper_open_shared": (stopper_p, c_char_p),
     "stopper_unlink_shared": (c_int32, c_char_p),
     "stopper_watch_process": (c_int32, stopper_p, c_int32, c_int64),
+    "stopper_watch_process_group": (c_int32, stopper_p, c_int32, c_int64),
     "stopper_stop_on_signal": (c_int32, stopper_p, c_int32),
 }
 

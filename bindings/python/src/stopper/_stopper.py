@@ -271,7 +271,7 @@ class Stopper:
         return _n.check(st, "stopper_join") == _n.OK
 
     # -- processes
-    def watch_process(self, process: Any, grace: Optional[float] = None) -> None:
+    def watch_process(self, process: Any, grace: Optional[float] = None, *, group: bool = False) -> None:
         """When this stopper stops, asks ``process`` to end with ``SIGTERM``, then kills it
         with ``SIGKILL`` if it still runs ``grace`` seconds later (``None``: never killed).
 
@@ -287,13 +287,22 @@ class Stopper:
         ``SIGTERM`` now, ``SIGKILL`` after ``grace``.  Raises :class:`TypeError` for another
         type, :class:`ValueError` for a pid <= 0 or a Process not started, a negative or NaN
         ``grace``; :class:`OSError` when the pidfd cannot be opened.  Each call adds one watch.
+
+        ``group=True``: the same for the whole process group that ``process`` leads (started
+        with ``start_new_session=True`` or ``process_group=0``): ``SIGTERM`` to every member,
+        ``SIGKILL`` to what remains after ``grace``, through the leader's pidfd with
+        ``PIDFD_SIGNAL_PROCESS_GROUP`` (Linux 6.9 and later; :class:`OSError` ``EINVAL`` before,
+        never a racy ``killpg``).  :class:`ValueError` when ``process`` does not lead its group.
         """
         pid, what = _p.process_arg(process)
         ns = _timeout_ns(grace, "grace")
         if pid is None:
             return  # it already ended: its pid may be another process's by now
         ctypes.set_errno(0)
-        st = _n.stopper_watch_process(self._h, pid, ns)
+        watch = _n.stopper_watch_process_group if group else _n.stopper_watch_process
+        st = watch(self._h, pid, ns)
+        if st == _n.EINVAL and group:
+            raise ValueError(f"watch_process({what}, group=True): it does not lead its process group")
         if st == _n.EOS:
             err = ctypes.get_errno()
             raise OSError(err, f"watch_process({what}): cannot open a pidfd: {os.strerror(err)}")
