@@ -366,6 +366,40 @@ def python_table(r):
     return table("Part 3. Python: the stopper package vs the recipes (shared/RECIPES.md)", rows)
 
 
+def stop_to_exit_rows(r, cases, limit_ns, goal_text):
+    """One row per case: stopper's median (p99) against the reference's, goal on the median."""
+    rows = []
+    for st_id, ref_id, label in cases:
+        st, rf = r.get(st_id), r.get(ref_id)
+        if not st:
+            rows.append(missing_row(label))
+            continue
+        ratio = st["p50"] / rf["p50"] if rf else None
+        rows.append((label + ", median (p99)", f"{fmt_ns(st['p50'])} ({fmt_ns(st['p99'])})",
+                     f"{fmt_ns(rf['p50'])} ({fmt_ns(rf['p99'])})" if rf else "never ends",
+                     fmt_ratio(ratio), goal_text, verdict(st["p50"] <= limit_ns)))
+    return rows
+
+
+def frameworks_table(r):
+    local = (
+        ("fw_executor_stopper", "fw_executor_poll",
+         "future.cancel() of a running task -> thread ended: stopper.futures vs a 50 ms flag poll"),
+        ("fw_asyncio_stopper", "fw_asyncio_poll",
+         "cancelled await -> thread ended: stopper.aio.to_thread vs asyncio.to_thread + 50 ms poll"),
+        ("fw_subprocess_stopper", "fw_subprocess_poll",
+         "stop -> process group gone: stopper.subprocess.run vs a poll()/terminate loop"),
+        ("fw_serve_stopper", "fw_serve_shutdown",
+         "stop -> server returned: stopper.serve vs serve_forever + shutdown()"),
+    )
+    rows = stop_to_exit_rows(r, local, 1e6, "stopper <= 1 ms")
+    rows += stop_to_exit_rows(r, (("fw_grpc_stopper", "fw_grpc_is_active_poll",
+                                   "client stop -> server handler ended over loopback gRPC: "
+                                   "stopper.grpc vs polling context.is_active()"),), 50e6,
+                              "stopper <= 50 ms")
+    return table("Part 3b. Python: cancel means stop (executor, asyncio, subprocess, serve, gRPC)", rows)
+
+
 # ---------------------------------------------------------------- part 4: processes
 
 
@@ -591,6 +625,7 @@ def main():
     report.append(core_table(r, smoke))
     report.append(timechan_table(r, rates, chan_cfgs))
     report.append(python_table(r))
+    report.append(frameworks_table(r))
     report.append(proc_table(r))
     report.append(rust_async_table(r))
     text = "\n".join(report)
