@@ -71,3 +71,8 @@ __all__ = [
     "thread_id",
     "__version__",
 ]
+
+# ---- stopper.sync and stopper.patch() (kept at the end: these lines belong to that change)
+from . import sync  # noqa: E402  (stoppable threading/queue primitives)
+
+__all__ += ["sync"]
