@@ -74,5 +74,6 @@ __all__ = [
 
 # ---- stopper.sync and stopper.patch() (kept at the end: these lines belong to that change)
 from . import sync  # noqa: E402  (stoppable threading/queue primitives)
+from ._patch import is_patched, patch, unpatch  # noqa: E402
 
-__all__ += ["sync"]
+__all__ += ["sync", "patch", "unpatch", "is_patched"]

@@ -133,21 +133,12 @@ class Condition:
                 gotit = waiter.acquire(False)
         except BaseException:  # stopped (or interrupted otherwise)
             self._acquire_restore(saved)
-            self._leave(waiter, pass_on=True)
+            _leave(self, waiter, pass_on=True)
             raise
         self._acquire_restore(saved)
         if not gotit:
-            self._leave(waiter, pass_on=False)
+            _leave(self, waiter, pass_on=False)
         return gotit
-
-    def _leave(self, waiter: Lock, pass_on: bool) -> None:
-        """A waiter leaves without its notification; with ``pass_on``, one that was already
-        chosen by notify() goes to the next waiter (called holding the lock)."""
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            if pass_on:
-                self.notify()
 
     def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = None) -> Any:
         """As ``threading.Condition.wait_for``."""
@@ -190,6 +181,18 @@ class Condition:
     def notifyAll(self) -> None:
         warnings.warn("notifyAll() is deprecated, use notify_all() instead", DeprecationWarning, stacklevel=2)
         self.notify_all()
+
+
+def _leave(cond: Any, waiter: Lock, pass_on: bool) -> None:
+    """A waiter leaves ``cond`` without its notification; with ``pass_on``, one that notify()
+    had already chosen goes to the next waiter (called holding the lock).  A function, not a
+    method: the patched ``threading.Condition.wait`` runs :meth:`Condition.wait` on
+    ``threading.Condition`` objects, which have the same fields."""
+    try:
+        cond._waiters.remove(waiter)
+    except ValueError:
+        if pass_on:
+            cond.notify()
 
 
 # ---------------------------------------------------------------- Semaphore
