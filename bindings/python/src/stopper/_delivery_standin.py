@@ -56,6 +56,9 @@ class in_checkpoint:
 
     def __enter__(self) -> None:
         _st().in_cp += 1
+        s = checkpoint_stopper()
+        if s is not None and s.is_set():  # the checkpoint raises: drop a pending async copy
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
         _st().in_cp -= 1
@@ -93,6 +96,8 @@ def _interruptible(self: Stopper, mode: Any = "checkpoint") -> Iterator[None]:
     outer = checkpoint_stopper()
     s = self if outer is None else Stopper.linked(outer, self)
     handle = None
+    if mode == "async" and s.is_set():
+        raise StopRequested("stopped")
     if mode == "async":
         ident = threading.get_ident()
         st = _st()
