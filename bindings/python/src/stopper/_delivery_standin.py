@@ -19,7 +19,11 @@ from typing import Any, Iterator, Optional
 from ._core import Stopper, wait_any
 from ._errors import StopRequested
 
-_tls = threading.local()
+class _Local(threading.local):
+    cp: Optional[Stopper] = None
+
+
+_tls = _Local()
 _original_sleep = time.sleep
 
 
@@ -37,10 +41,7 @@ def _st() -> _St:
 
 def checkpoint_stopper() -> Optional[Stopper]:
     """The stopper a blocking call of this thread must also wake on, or None."""
-    try:
-        return _tls.cp
-    except AttributeError:
-        return None
+    return _tls.cp
 
 
 def checkpoint() -> None:
