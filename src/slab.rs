@@ -6,10 +6,31 @@
 //! unique per slab, a stale id (its slot reused) never matches, and whether an id was ever
 //! issued is exact (generations are kept when the slots are given back: 4 bytes per slot at the
 //! high-water mark).
+//!
+//! How an entry left is kept too, for the latest use of each slot: removed by id (`remove`) or
+//! taken in order (`pop_front`). The top bit of a slot's generation word says "removed".
 
 const NIL: u32 = u32::MAX;
 /// Slots kept allocated when the slab empties.
 const KEEP: usize = 8;
+/// In `gens`: the slot's latest entry was removed by `remove` (not taken by `pop_front`).
+const REMOVED: u32 = 1 << 31;
+/// In `gens`: the generation itself.
+const GEN: u32 = REMOVED - 1;
+
+/// What became of an id (see [`OrderedSlab::fate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Never handed out by this slab.
+    NeverIssued,
+    /// Still in the slab.
+    Present,
+    /// Taken out by [`OrderedSlab::pop_front`].
+    Popped,
+    /// Taken out by [`OrderedSlab::remove`] (or, for an id whose slot was used again since,
+    /// left before that reuse: see `fate`).
+    Removed,
+}
 
 struct Slot<T> {
     id: u64,
@@ -46,7 +67,26 @@ impl<T> OrderedSlab<T> {
     pub fn was_issued(&self, id: u64) -> bool {
         let gen = (id >> 32) as u32;
         let slot = (id & 0xffff_ffff) as usize;
-        slot >= 1 && gen >= 1 && self.gens.get(slot - 1).is_some_and(|&g| gen <= g)
+        slot >= 1 && gen >= 1 && self.gens.get(slot - 1).is_some_and(|&g| gen <= g & GEN)
+    }
+
+    /// What became of `id`. An id whose slot was used again since is reported `Removed`: the
+    /// callers (a stopper's callback list) push only before the entries start being popped,
+    /// so an entry popped in order never has its slot reused.
+    pub fn fate(&self, id: u64) -> Fate {
+        if !self.was_issued(id) {
+            return Fate::NeverIssued;
+        }
+        if self.index_of(id).is_some() {
+            return Fate::Present;
+        }
+        let gen = (id >> 32) as u32;
+        let word = self.gens[(id & 0xffff_ffff) as usize - 1];
+        if gen == word & GEN && word & REMOVED == 0 {
+            Fate::Popped
+        } else {
+            Fate::Removed
+        }
     }
 
     /// Appends `value` at the end of the order; returns its id.
@@ -66,9 +106,10 @@ impl<T> OrderedSlab<T> {
         if idx as usize == self.gens.len() {
             self.gens.push(0);
         }
-        let gen = &mut self.gens[idx as usize];
-        *gen = gen.wrapping_add(1).max(1);
-        let id = (u64::from(*gen) << 32) | u64::from(idx + 1);
+        let word = &mut self.gens[idx as usize];
+        let gen = (((*word & GEN) + 1) & GEN).max(1);
+        *word = gen;
+        let id = (u64::from(gen) << 32) | u64::from(idx + 1);
         let tail = self.tail;
         {
             let s = &mut self.slots[idx as usize];
@@ -98,6 +139,7 @@ impl<T> OrderedSlab<T> {
     /// Removes the entry `id`; `None` if it is not (or no longer) here.
     pub fn remove(&mut self, id: u64) -> Option<T> {
         let i = self.index_of(id)?;
+        self.gens[i as usize] |= REMOVED;
         Some(self.unlink(i))
     }
 
@@ -182,6 +224,21 @@ mod tests {
         assert_eq!(s.pop_front(), Some((d, 'd')));
         assert_eq!(s.pop_front(), None);
         assert!(s.was_issued(d) && !s.was_issued(0) && !s.was_issued(u64::MAX));
+        assert_eq!(s.fate(a), Fate::Popped);
+        assert_eq!(s.fate(b), Fate::Removed, "removed, then its slot reused");
+        assert_eq!(s.fate(u64::MAX), Fate::NeverIssued);
+        let e = s.push('e');
+        let f = s.push('f');
+        assert_eq!(s.fate(e), Fate::Present);
+        assert_eq!(s.remove(e), Some('e'));
+        assert_eq!(s.fate(e), Fate::Removed);
+        assert_eq!(s.pop_front(), Some((f, 'f')));
+        assert_eq!(s.fate(f), Fate::Popped);
+        assert_eq!(
+            s.fate(e),
+            Fate::Removed,
+            "still removed once the slab emptied"
+        );
         assert!(
             s.was_issued(a),
             "an id stays 'issued' after the slab emptied"

@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 
 use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Condvar, Mutex, MutexGuard};
 
-use crate::slab::OrderedSlab;
+use crate::slab::{Fate, OrderedSlab};
 use crate::status::Status;
 use crate::sys;
 use crate::workers::Worker;
@@ -35,6 +35,8 @@ pub(crate) const WAITERS: u32 = 1 << 8;
 const ACTIONS_IDLE: u8 = 0;
 const ACTIONS_RUNNING: u8 = 1;
 const ACTIONS_DONE: u8 = 2;
+/// A stopper made by `Stopper::never`: no stop is ever claimed.
+const ACTIONS_NEVER: u8 = 3;
 
 /// The two words every process sharing a stopper must see: in the stopper itself, or in a
 /// shared-memory page for a shared stopper.
@@ -148,21 +150,38 @@ impl Drop for Inner {
             crate::shared::forget(self);
         }
         // Unlink from the parents, so that a long-lived parent does not keep an entry per
-        // child ever created.
-        let slow = self
-            .slow
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(mut slow) = slow {
-            for (parent, id) in slow.parents.drain(..) {
-                parent.lock().as_mut().map(|p| p.children.remove(id));
+        // child ever created. A parent whose last reference was ours is taken apart here in
+        // the same way, in a loop: releasing a chain of any depth does not recurse.
+        let mut parents = self.take_parents();
+        while let Some((parent, _)) = parents.pop() {
+            if let Some(mut owned) = Arc::into_inner(parent) {
+                let grand = owned.take_parents();
+                if parents.try_reserve(grand.len()).is_ok() {
+                    parents.extend(grand);
+                } else {
+                    drop(grand); // no memory for the loop: release them by recursion
+                }
+                drop(owned); // finds no parents left
             }
         }
     }
 }
 
 impl Inner {
+    /// Unlinks from every parent (with `&mut self`: only while dropping); returns the parents'
+    /// references.
+    fn take_parents(&mut self) -> Vec<(Arc<Inner>, u64)> {
+        let slow = self.slow.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(slow) = slow.as_mut() else {
+            return Vec::new();
+        };
+        let parents = std::mem::take(&mut slow.parents);
+        for (parent, id) in &parents {
+            parent.lock().as_mut().map(|p| p.children.remove(*id));
+        }
+        parents
+    }
+
     fn new_with(shared_cell: Option<NonNull<SharedCell>>) -> Arc<Inner> {
         Arc::new(Inner {
             shared_cell,
@@ -310,6 +329,9 @@ impl Inner {
     /// them from the stopping thread). A loser returns false only once the flag is visible, so
     /// "0 = already stopped" is true when it is said.
     fn claim(&self, reason: i32) -> bool {
+        if self.is_unstoppable() {
+            return false;
+        }
         let cell = self.cell();
         if cell
             .reason
@@ -335,6 +357,16 @@ impl Inner {
             }
         }
         false
+    }
+
+    /// Makes a new stopper one that no stop reaches (`Stopper::never`).
+    pub(crate) fn make_unstoppable(&self) {
+        self.actions.store(ACTIONS_NEVER, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn is_unstoppable(&self) -> bool {
+        self.actions.load(Ordering::Relaxed) == ACTIONS_NEVER
     }
 
     /// Sleeps until this process's stop actions are done (a shared stopper's loser).
@@ -386,72 +418,152 @@ impl Inner {
 
     /// What a stop does after the flag: wakers, children, fd, hooks, callbacks. Run by the
     /// thread that took them (`claim` or `run_stop_actions`); marks them done at the end.
+    ///
+    /// The children it stops are walked depth first with an explicit stack, not by recursion,
+    /// so a chain of any depth stops on a thread with any stack. Each stopper's steps keep
+    /// their order: its wakers, then its children (each completely, in turn), then its fd,
+    /// hooks and callbacks. A panicking (Rust) hook or callback, of this stopper or of any
+    /// child, stops nothing else: every other action runs and every stopper is marked done,
+    /// then the first panic resumes.
     fn do_stop_actions(self: &Arc<Self>, reason: i32) {
-        let panic = self.stop_actions_body(reason);
-        {
-            // Under the lock, so a waiter between its check and its sleep cannot miss it.
-            let g = self.lock();
-            self.actions.store(ACTIONS_DONE, Ordering::Release);
-            if let Some(slow) = g.as_ref() {
-                self.notify(slow);
+        let mut first_panic: Option<crate::workers::Panic> = None;
+        // Stoppers whose children are being stopped, innermost last; `self` is below them all.
+        let mut stack: Vec<Arc<Inner>> = Vec::new();
+        self.begin_stop_actions();
+        loop {
+            let child = stack.last().unwrap_or(self).next_child();
+            match child {
+                Some(c) if c.is_shared() => {
+                    // Not made by the library (children are local), but kept exact: a shared
+                    // stopper's stop is its own.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        c.stop(reason);
+                    }));
+                    if let Err(p) = r {
+                        first_panic.get_or_insert(p);
+                    }
+                }
+                Some(c) => {
+                    if c.claim(reason) {
+                        c.begin_stop_actions();
+                        if stack.try_reserve(1).is_ok() {
+                            stack.push(c);
+                        } else {
+                            // No memory for the walk: finish this child here (by recursion
+                            // for its own children, the one case where depth costs stack).
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                c.finish_children_then_actions(reason);
+                            }));
+                            if let Err(p) = r {
+                                first_panic.get_or_insert(p);
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let done = stack.pop();
+                    let inner = done.as_ref().unwrap_or(self);
+                    if let Some(p) = inner.finish_stop_actions(reason) {
+                        first_panic.get_or_insert(p);
+                    }
+                    if done.is_none() {
+                        break;
+                    }
+                }
             }
         }
-        if let Some(p) = panic {
+        if let Some(p) = first_panic {
             std::panic::resume_unwind(p);
         }
     }
 
-    /// Returns the first panic of a (Rust) hook or callback, after all of them ran.
-    fn stop_actions_body(self: &Arc<Self>, reason: i32) -> Option<crate::workers::Panic> {
-        let mut g = self.lock();
-        if g.is_none() {
-            return None; // nothing was ever registered: the flag was all there was to do
+    /// `do_stop_actions` for a stopper already claimed and begun (the walk's fallback).
+    fn finish_children_then_actions(self: &Arc<Self>, reason: i32) {
+        let mut first_panic = None;
+        while let Some(c) = self.next_child() {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.stop(reason);
+            }));
+            if let Err(p) = r {
+                first_panic.get_or_insert(p);
+            }
         }
-        // 1. Waiters in wait_any / channel operations; the deadline, which can no longer do
-        // anything, is cancelled (it would keep the stopper and the service thread alive).
+        if let Some(p) = self.finish_stop_actions(reason).or(first_panic) {
+            std::panic::resume_unwind(p);
+        }
+    }
+
+    /// Step 1 of the stop: waiters in `wait_any` and channel operations are woken; the
+    /// deadline, which can no longer do anything, is cancelled (it would keep the stopper and
+    /// the service thread alive).
+    fn begin_stop_actions(&self) {
         let deadline = {
-            let slow = g.as_mut().expect("checked above");
+            let mut g = self.lock();
+            let Some(slow) = g.as_mut() else { return };
             slow.wakers.for_each(|_, w| w());
             slow.stop_tx.take();
             slow.deadline.take()
         };
         if let Some((due, id)) = deadline {
-            drop(g);
             drop(service::cancel(due, id)); // holds a reference to us: dropped with no lock held
-            g = self.lock();
         }
-        // 2. Children, with this stop's reason.
+    }
+
+    /// Step 2, one child at a time: the next live child to stop (unlinked from the list).
+    fn next_child(&self) -> Option<Arc<Inner>> {
         loop {
-            let child = g.as_mut().expect("slow part").children.pop_front();
-            let Some((_, weak)) = child else { break };
-            drop(g);
+            let weak = {
+                let mut g = self.lock();
+                g.as_mut()?.children.pop_front()?.1
+            };
             if let Some(c) = weak.upgrade() {
-                c.stop(reason);
+                return Some(c);
             }
-            g = self.lock();
         }
-        // 3. The descriptor.
-        if let Some(fd) = &g.as_ref().expect("slow part").fd {
-            sys::eventfd_signal(fd.as_raw_fd());
-        }
-        drop(g);
-        // 4. Interrupt hooks of the workers inside.
-        let mut first_panic = crate::workers::deliver_hooks(self, reason);
-        // 5. Callbacks, in registration order, one at a time with no lock held.
-        let me = crate::sync::thread_key();
-        let mut g = self.lock_slow();
-        while let Some((id, action)) = g.callbacks.pop_front() {
-            g.running = Some((id, me));
-            drop(g);
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(reason)));
-            if let Err(p) = r {
-                first_panic.get_or_insert(p);
+    }
+
+    /// Steps 3 to 5 (fd, hooks, callbacks), then the actions are marked done. Returns the
+    /// first panic of a (Rust) hook or callback, after all of them ran.
+    fn finish_stop_actions(self: &Arc<Self>, reason: i32) -> Option<crate::workers::Panic> {
+        let mut first_panic = None;
+        let present = {
+            let g = self.lock();
+            match g.as_ref() {
+                None => false, // nothing was ever registered: the flag was all there was to do
+                Some(slow) => {
+                    // 3. The descriptor.
+                    if let Some(fd) = &slow.fd {
+                        sys::eventfd_signal(fd.as_raw_fd());
+                    }
+                    true
+                }
             }
-            g = self.lock_slow();
-            g.running = None;
-            self.notify(&g);
+        };
+        if present {
+            // 4. Interrupt hooks of the workers inside.
+            first_panic = crate::workers::deliver_hooks(self, reason);
+            // 5. Callbacks, in registration order, one at a time with no lock held.
+            let me = crate::sync::thread_key();
+            let mut g = self.lock_slow();
+            while let Some((id, action)) = g.callbacks.pop_front() {
+                g.running = Some((id, me));
+                drop(g);
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(reason)));
+                if let Err(p) = r {
+                    first_panic.get_or_insert(p);
+                }
+                g = self.lock_slow();
+                g.running = None;
+                self.notify(&g);
+            }
         }
-        drop(g);
+        // Under the lock, so a waiter between its check and its sleep cannot miss it.
+        let g = self.lock();
+        self.actions.store(ACTIONS_DONE, Ordering::Release);
+        if let Some(slow) = g.as_ref() {
+            self.notify(slow);
+        }
         first_panic
     }
 
@@ -477,19 +589,19 @@ impl Inner {
             drop(action);
             return Status::Ok;
         }
-        if !g.callbacks.was_issued(id) {
-            return Status::Inval;
+        match g.callbacks.fate(id) {
+            // Removed earlier (by an unregister, before or during the stop): it never ran, and
+            // "stopped" would tell the caller it did.
+            Fate::NeverIssued | Fate::Removed | Fate::Present => return Status::Inval,
+            Fate::Popped => {}
         }
-        // Running on another thread right now: wait until it returns, so the caller may free
-        // what the callback uses. From inside the callback itself, do not wait.
+        // Taken by the stop: running on another thread right now, wait until it returns, so
+        // the caller may free what the callback uses. From inside the callback itself, do not
+        // wait.
         while matches!(g.running, Some((rid, rtid)) if rid == id && rtid != me) {
             g = self.cv_wait(g, None).0;
         }
-        if self.is_set() {
-            Status::Stopped
-        } else {
-            Status::Inval
-        }
+        Status::Stopped
     }
 
     /// Locks the slow part only if it exists.
@@ -547,9 +659,13 @@ impl Inner {
         Ok(raw)
     }
 
-    /// Arms (delay >= 0) or disarms (delay < 0) the deadline.
+    /// Arms (delay > 0), fires (delay 0: a deadline already passed, so the stop is done on
+    /// this thread before the call returns) or disarms (delay < 0) the deadline.
     pub(crate) fn stop_after(self: &Arc<Self>, delay_ns: i64, reason: i32) -> Status {
         let reason = if reason == 0 { REASON_DEADLINE } else { reason };
+        if self.is_unstoppable() {
+            return Status::Ok; // no deadline can stop it: none is armed
+        }
         let mut g = self.lock_slow();
         if self.is_set() {
             return Status::Stopped;
@@ -558,6 +674,17 @@ impl Inner {
         let mut dropped = old.and_then(|(due, id)| service::cancel(due, id));
         let status = if delay_ns < 0 {
             Status::Ok
+        } else if delay_ns == 0 {
+            // Claimed under the lock, as a deadline that fires is: a racing `stop` either won
+            // before (then the stop is not ours) or loses to this one.
+            let won = self.claim(reason);
+            drop(g);
+            dropped.take();
+            if !won {
+                return Status::Stopped;
+            }
+            self.do_stop_actions(reason);
+            return Status::Ok;
         } else {
             let due = sys::now_ns().saturating_add(delay_ns as u64);
             let timer = service::Timer::Deadline {
@@ -814,13 +941,15 @@ impl Stopper {
     }
 
     /// Unregisters callback `id`: `Ok` when removed before it ran, `Stopped` when it has run
-    /// (after waiting for it if it is running on another thread), `Inval` for an unknown id.
+    /// (after waiting for it if it is running on another thread), `Inval` for an id never
+    /// issued or already removed (also when removed during the stop: it never ran).
     pub fn unregister(&self, id: u64) -> Status {
         self.inner.unregister(id)
     }
 
     /// Arms (or re-arms) a deadline: stopped with `reason` (0: [`crate::REASON_DEADLINE`])
-    /// after `delay`. `None` disarms.
+    /// after `delay`. `None` disarms. A zero `delay` is a deadline already passed: the stop is
+    /// done on the calling thread before this returns (as Go's `WithDeadline` in the past).
     pub fn stop_after(&self, delay: Option<std::time::Duration>, reason: i32) -> Status {
         let ns = delay.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64);
         self.inner.stop_after(ns, reason)

@@ -474,3 +474,190 @@ fn stop_with_many_callbacks_and_children_is_complete_on_return() {
     assert_eq!(count.load(Ordering::Relaxed), 1000);
     assert!(kids.iter().all(|k| k.is_set()));
 }
+
+// ---- Second-edition hardening (issue 12): deep chains, panics, removed ids ----
+
+/// A chain of `n` children under `root` (each the child of the previous one).
+fn chain(root: &Stopper, n: usize) -> Vec<Stopper> {
+    let mut v: Vec<Stopper> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let next = v.last().unwrap_or(root).child();
+        v.push(next);
+    }
+    v
+}
+
+const DEEP: usize = 200_000;
+
+#[test]
+fn a_deep_chain_stops_and_releases_without_recursion() {
+    // On a thread with a small stack (256 KiB): a recursive stop or release of this chain
+    // needs far more, and overflows (SIGSEGV: the whole test binary dies).
+    let t = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            // Stopped at the root, then released leaf first.
+            let root = Stopper::new();
+            let mut v = chain(&root, DEEP);
+            let ran = Arc::new(AtomicUsize::new(0));
+            {
+                let ran = Arc::clone(&ran);
+                v.last()
+                    .unwrap()
+                    .on_stop(move |r| {
+                        assert_eq!(r, 9);
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .forget();
+            }
+            assert!(root.stop(9));
+            assert!(v.iter().all(|c| c.is_set() && c.reason() == 9));
+            assert_eq!(ran.load(Ordering::SeqCst), 1);
+            v.reverse();
+            drop(v);
+            drop(root);
+            // Released without a stop: only the leaf is held, it holds the whole chain.
+            let root = Stopper::new();
+            let v = chain(&root, DEEP);
+            drop(root);
+            let leaf = v.last().unwrap().clone();
+            drop(v);
+            drop(leaf);
+            // Released root first, then the children in order.
+            let root = Stopper::new();
+            let v = chain(&root, DEEP);
+            drop(root);
+            drop(v);
+        })
+        .unwrap();
+    t.join().unwrap();
+}
+
+#[test]
+fn a_deep_chain_of_linked_stoppers_stops_and_releases() {
+    let t = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let root = Stopper::new();
+            let other = Stopper::new();
+            let mut v: Vec<Stopper> = Vec::with_capacity(DEEP);
+            for _ in 0..DEEP {
+                let next = Stopper::linked(&[v.last().unwrap_or(&root), &other]);
+                v.push(next);
+            }
+            assert!(root.stop(4));
+            assert_eq!(v.last().unwrap().reason(), 4);
+            let leaf = v.pop().unwrap();
+            drop(v);
+            drop(root);
+            drop(leaf);
+            drop(other);
+        })
+        .unwrap();
+    t.join().unwrap();
+}
+
+#[test]
+fn a_panicking_callback_of_a_child_leaves_no_stop_half_done() {
+    for linked in [false, true] {
+        let parent = Stopper::new();
+        let other = Stopper::new();
+        let make = || {
+            if linked {
+                Stopper::linked(&[&other, &parent])
+            } else {
+                parent.child()
+            }
+        };
+        let first = make();
+        let second = make();
+        let grandchild = first.child();
+        first.on_stop(|_| panic!("first child's callback")).forget();
+        grandchild
+            .on_stop(|_| panic!("grandchild's callback"))
+            .forget();
+        let parent_ran = Arc::new(AtomicUsize::new(0));
+        {
+            let parent_ran = Arc::clone(&parent_ran);
+            parent
+                .on_stop(move |_| {
+                    parent_ran.fetch_add(1, Ordering::SeqCst);
+                })
+                .forget();
+        }
+        let fd = parent.fd().unwrap();
+        let r = std::panic::catch_unwind(|| parent.stop(0));
+        let p = r.expect_err("the first panic resumes");
+        assert_eq!(
+            p.downcast_ref::<&str>().copied(),
+            Some("grandchild's callback"),
+            "the first panic (depth first: the grandchild's runs first) is the one resumed"
+        );
+        assert!(second.is_set(), "a later child was stopped");
+        assert_eq!(
+            parent_ran.load(Ordering::SeqCst),
+            1,
+            "the parent's callback ran"
+        );
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        assert_eq!(
+            unsafe { libc::poll(&mut pfd, 1, 0) },
+            1,
+            "the fd was signalled"
+        );
+        // Nothing is left waiting: a second stop returns at once.
+        assert!(!parent.stop(0));
+        assert!(!first.stop(0));
+    }
+}
+
+#[test]
+fn unregistering_a_removed_id_is_einval_also_during_and_after_the_stop() {
+    // Removed earlier by unregister.
+    let s = Stopper::new();
+    // SAFETY: the function ignores its words.
+    unsafe fn nothing(_: usize, _: usize, _: u64, _: i32) {}
+    let raw = stopper::RawFn {
+        call: nothing,
+        ctx: 0,
+        data: 0,
+    };
+    // SAFETY: `nothing` may be called from any thread at any time.
+    let a = unsafe { s.on_stop_raw(raw) }.unwrap();
+    assert_eq!(s.unregister(a), Status::Ok);
+    assert_eq!(s.unregister(a), Status::Inval);
+    s.stop(0);
+    assert_eq!(
+        s.unregister(a),
+        Status::Inval,
+        "removed before the stop: it never ran"
+    );
+    // Removed by a callback during the stop.
+    let s = Stopper::new();
+    let victim = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let (s2, victim) = (s.clone(), Arc::clone(&victim));
+        s.on_stop(move |_| {
+            let id = victim.load(Ordering::SeqCst);
+            assert_eq!(s2.unregister(id), Status::Ok, "removed before it ran");
+        })
+        .forget();
+    }
+    // SAFETY: as above.
+    let b = unsafe { s.on_stop_raw(raw) }.unwrap();
+    victim.store(b, Ordering::SeqCst);
+    // SAFETY: as above.
+    let c = unsafe { s.on_stop_raw(raw) }.unwrap();
+    s.stop(0);
+    assert_eq!(
+        s.unregister(b),
+        Status::Inval,
+        "removed during the stop: it never ran"
+    );
+    assert_eq!(s.unregister(c), Status::Stopped, "this one ran");
+}

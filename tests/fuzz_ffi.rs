@@ -619,6 +619,9 @@ struct Obj {
     parents: Vec<usize>,
     children: Vec<usize>,
     issued: BTreeSet<u64>,
+    /// Ids removed by a successful unregister: they never run, and unregistering one again
+    /// gives EINVAL, also once stopped.
+    removed: BTreeSet<u64>,
     /// Callbacks pushed into the library's list.
     pushes: u64,
     /// The callback list's ids, as the library hands them out (`generation << 32 | slot + 1`):
@@ -846,6 +849,7 @@ impl World {
             parents,
             children: Vec::new(),
             issued: BTreeSet::new(),
+            removed: BTreeSet::new(),
             pushes: 0,
             slots: SlotModel::default(),
             registered: Vec::new(),
@@ -1814,11 +1818,14 @@ impl World {
             } else {
                 STOPPER_EINVAL
             }
+        } else if self.objs[o].removed.contains(&id) {
+            STOPPER_EINVAL
         } else if stopped {
             STOPPER_STOPPED
         } else if let Some(pos) = self.objs[o].registered.iter().position(|&(i, _)| i == id) {
             let (_, cb) = self.objs[o].registered.remove(pos);
             self.objs[o].slots.remove(id);
+            self.objs[o].removed.insert(id);
             // It never runs now; the references it holds are released at the end.
             let _ = cb;
             STOPPER_OK
@@ -3063,8 +3070,8 @@ mod defects {
         assert_eq!(stopper_stop(s, 0), 1);
         assert_eq!(
             stopper_unregister(s, id),
-            STOPPER_STOPPED,
-            "an issued id, once stopped"
+            STOPPER_EINVAL,
+            "an id removed before the stop never ran: not STOPPED once stopped either"
         );
         assert_eq!(
             stopper_unregister(s, never),

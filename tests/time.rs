@@ -240,3 +240,76 @@ fn race_disarm_vs_fire_is_exact() {
         "the race was never exercised on the disarm side"
     );
 }
+
+#[test]
+fn a_zero_delay_stops_before_the_call_returns() {
+    for _ in 0..common::iters(2000) {
+        let s = Stopper::new();
+        let ran = Arc::new(AtomicUsize::new(0));
+        {
+            let ran = Arc::clone(&ran);
+            s.on_stop(move |r| {
+                assert_eq!(r, 61);
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .forget();
+        }
+        assert_eq!(s.stop_after(Some(Duration::ZERO), 61), Status::Ok);
+        assert!(s.is_set(), "stopped on return");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            1,
+            "its callbacks ran on this thread"
+        );
+        assert!(!s.stop(5), "a stop right after cannot win the reason");
+        assert_eq!(s.reason(), 61);
+        assert_eq!(s.remaining(), Some(Duration::ZERO));
+    }
+    let s = Stopper::new();
+    assert_eq!(s.stop_after(Some(Duration::ZERO), 0), Status::Ok);
+    assert_eq!(s.reason(), REASON_DEADLINE);
+    assert_eq!(
+        s.stop_after(Some(Duration::ZERO), 0),
+        Status::Stopped,
+        "already stopped"
+    );
+    // A zero delay replaces an armed deadline (nothing stays pending for it).
+    let s = Stopper::new();
+    assert_eq!(s.stop_after(Some(Duration::from_secs(60)), 0), Status::Ok);
+    assert_eq!(s.stop_after(Some(Duration::ZERO), 3), Status::Ok);
+    assert_eq!(s.reason(), 3);
+}
+
+#[test]
+fn a_panicking_callback_on_a_deadline_completes_the_stop_and_the_service_goes_on() {
+    let parent = Stopper::new();
+    let child = parent.child();
+    child
+        .on_stop(|_| panic!("child callback on the service thread"))
+        .forget();
+    let later = parent.child();
+    let ran = Arc::new(AtomicUsize::new(0));
+    {
+        let ran = Arc::clone(&ran);
+        parent
+            .on_stop(move |_| {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .forget();
+    }
+    assert_eq!(
+        parent.stop_after(Some(Duration::from_millis(1)), 0),
+        Status::Ok
+    );
+    assert_eq!(later.wait(Some(Duration::from_secs(10))), Wait::Stopped);
+    assert!(common::eventually(Duration::from_secs(10), || ran
+        .load(Ordering::SeqCst)
+        == 1));
+    // The service thread is still there for the next deadline.
+    let next = Stopper::new();
+    assert_eq!(
+        next.stop_after(Some(Duration::from_millis(1)), 0),
+        Status::Ok
+    );
+    assert_eq!(next.wait(Some(Duration::from_secs(10))), Wait::Stopped);
+}

@@ -57,7 +57,9 @@ pub extern "C" fn stopper_on_stop(
 /// never will), `STOPPER_STOPPED` when it has run. If it is running on another thread at that
 /// moment, blocks until it returns, so `user_data` may be freed as soon as this returns;
 /// called from inside that same callback it does not block. Id 0, an id `s` never issued, or
-/// one already removed while `s` runs: `STOPPER_EINVAL`. NULL `s`: `STOPPER_EINVAL`.
+/// one already removed (by an earlier `stopper_unregister`, also one made during the stop, by
+/// a callback): `STOPPER_EINVAL`, before and after the stop (`STOPPER_STOPPED` always means
+/// that the callback ran). NULL `s`: `STOPPER_EINVAL`.
 #[no_mangle]
 pub extern "C" fn stopper_unregister(s: *mut stopper, id: u64) -> i32 {
     boundary!({

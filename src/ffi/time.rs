@@ -5,7 +5,10 @@ use crate::Status;
 
 /// Arms a deadline: `s` stops with `reason` (0 becomes `STOPPER_REASON_DEADLINE`) `delay_ns`
 /// from now, fired by the library's service thread. Replaces an earlier deadline of `s`; a
-/// negative `delay_ns` disarms. A deadline keeps `s` alive until it fires or is disarmed.
+/// negative `delay_ns` disarms. `delay_ns == 0` is a deadline already passed: `s` is stopped
+/// with `reason` on the calling thread (callbacks included) before the call returns, so a
+/// `stopper_stop` made after it cannot win the reason. A deadline keeps `s` alive until it
+/// fires or is disarmed.
 /// Returns `STOPPER_OK`, `STOPPER_STOPPED` when `s` is already stopped, `STOPPER_EOS` when the
 /// service thread could not be started, `STOPPER_EINVAL` for NULL.
 #[no_mangle]

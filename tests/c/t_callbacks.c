@@ -126,7 +126,7 @@ TEST(unregister_before_stop_means_never_runs) {
     CHECK_ST(stopper_unregister(s, ia), STOPPER_STOPPED);
     CHECK_ST(stopper_unregister(s, ic), STOPPER_STOPPED);
     CHECK_ST(stopper_unregister(s, ia), STOPPER_STOPPED); /* again */
-    CHECK_ST(stopper_unregister(s, ib), STOPPER_STOPPED); /* once stopped, any issued id */
+    CHECK_ST(stopper_unregister(s, ib), STOPPER_EINVAL); /* removed: it never ran (issue 12) */
     stopper_release(s);
 }
 
@@ -408,5 +408,38 @@ TEST(stop_completes_everything_before_returning) {
     atomic_store(&ia.go, 1);
     join_thread(t);
     stopper_release(child);
+    stopper_release(s);
+}
+
+/* Issue 12: STOPPED means "it ran". An id removed before it ran (earlier, or by a callback
+ * during the stop) gives EINVAL, before and after the stop. */
+struct unreg_other { stopper *s; uint64_t victim; int32_t got; };
+static void unregister_other_cb(void *d, int32_t r) {
+    (void)r;
+    struct unreg_other *u = d;
+    u->got = stopper_unregister(u->s, u->victim);
+}
+static void count_cb(void *d, int32_t r) { (void)r; atomic_fetch_add((atomic_int *)d, 1); }
+
+TEST(unregister_of_a_removed_id_is_einval_also_once_stopped) {
+    stopper *s = stopper_new();
+    REQUIRE(s);
+    atomic_int runs = 0;
+    uint64_t early = 0, victim = 0, kept = 0, first = 0;
+    struct unreg_other u = {s, 0, 99};
+    CHECK_ST(stopper_on_stop(s, count_cb, &runs, &early), STOPPER_OK);
+    CHECK_ST(stopper_unregister(s, early), STOPPER_OK);
+    CHECK_ST(stopper_on_stop(s, unregister_other_cb, &u, &first), STOPPER_OK);
+    CHECK_ST(stopper_on_stop(s, count_cb, &runs, &victim), STOPPER_OK);
+    CHECK_ST(stopper_on_stop(s, count_cb, &runs, &kept), STOPPER_OK);
+    u.victim = victim;
+    CHECK_ST(stopper_unregister(s, early), STOPPER_EINVAL);
+    CHECK_EQ(stopper_stop(s, 0), 1);
+    CHECK_ST(u.got, STOPPER_OK);
+    CHECK_EQ(atomic_load(&runs), 1);
+    CHECK_ST(stopper_unregister(s, early), STOPPER_EINVAL);
+    CHECK_ST(stopper_unregister(s, victim), STOPPER_EINVAL);
+    CHECK_ST(stopper_unregister(s, kept), STOPPER_STOPPED);
+    CHECK_ST(stopper_unregister(s, first), STOPPER_STOPPED);
     stopper_release(s);
 }

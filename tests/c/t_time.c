@@ -382,3 +382,29 @@ TEST(dlopen_use_dlclose_leaves_no_thread) {
     CHECK_EQ(task_count(), 1);
 }
 #endif
+
+/* Issue 12: a zero delay is a deadline already passed, as Go's WithDeadline and .NET's
+ * CancellationTokenSource(0): stopped with its reason before the call returns. */
+static void zero_delay_cb(void *d, int32_t r) { *(int32_t *)d = r; }
+
+TEST(deadline_zero_stops_before_returning) {
+    for (int i = 0; i < 500; i++) {
+        stopper *s = stopper_new();
+        REQUIRE(s);
+        int32_t seen = 0;
+        CHECK_ST(stopper_on_stop(s, zero_delay_cb, &seen, NULL), STOPPER_OK);
+        CHECK_ST(stopper_stop_after(s, 0, 41), STOPPER_OK);
+        REQUIRE(stopper_is_set(s));
+        CHECK_EQ(seen, 41);
+        CHECK_EQ(stopper_stop(s, 5), 0);
+        CHECK_EQ(stopper_reason(s), 41);
+        CHECK_ST(stopper_stop_after(s, 0, 0), STOPPER_STOPPED);
+        stopper_release(s);
+    }
+    stopper *s = stopper_new();
+    REQUIRE(s);
+    CHECK_ST(stopper_stop_after(s, MS(60000), 0), STOPPER_OK);
+    CHECK_ST(stopper_stop_after(s, 0, 0), STOPPER_OK);
+    CHECK_EQ(stopper_reason(s), STOPPER_REASON_DEADLINE);
+    stopper_release(s);
+}

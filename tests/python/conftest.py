@@ -53,9 +53,10 @@ def later(delay, fn, *args):
 def _no_leftover_scope():
     """Every test leaves the main thread outside any stopper."""
     yield
-    from stopper import _core
+    from stopper import _delivery
 
-    st = _core._state()
+    st = _delivery.state()
     assert stopper.current() is None
-    assert not st.stack
-    assert st.delivered_by is None and st.deferred is None and not st.clear_for
+    assert not st.stack and not st.shields
+    assert st.hold == 0 and st.scheduled == [] and st.cp is None
+    assert _delivery.checkpoint_stopper() is None
