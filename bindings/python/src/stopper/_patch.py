@@ -45,13 +45,10 @@ import time
 from typing import Any, Callable, List, Optional, Tuple
 
 from . import sync
-from ._core import Stopper, wait_any
+from ._stopper import Stopper, wait_any
 from ._errors import StopRequested
 
-try:
-    from ._delivery import checkpoint_stopper, in_checkpoint
-except ImportError:  # until the delivery machinery lands
-    from ._delivery_standin import checkpoint_stopper, in_checkpoint
+from ._delivery import checkpoint_stopper, in_checkpoint
 
 __all__ = ["patch", "unpatch", "is_patched"]
 

@@ -37,12 +37,9 @@ from _thread import allocate_lock as _allocate_lock
 from _thread import get_ident as _get_ident
 from typing import Any, Optional, Tuple
 
-from ._core import Stopper, wait_any
+from ._stopper import Stopper, wait_any
 
-try:
-    from ._delivery import checkpoint_stopper, in_checkpoint
-except ImportError:  # until the delivery machinery lands
-    from ._delivery_standin import checkpoint_stopper, in_checkpoint
+from ._delivery import checkpoint_stopper, in_checkpoint
 
 __all__ = ["Lock", "RLock"]
 
@@ -106,7 +103,11 @@ class _StoppableBlock:
                 if left <= 0:
                     self._forget(w, pass_on=True)
                     return self._block.acquire(False)
-            woke = wait_any((w.ev, s), left)
+            try:
+                woke = wait_any((w.ev, s), left)  # raises StopRequested when the scope stops
+            except BaseException:
+                self._forget(w, pass_on=True)
+                raise
             if woke == 0 and not s.is_set():
                 continue  # woken by a release: try again (a newcomer may have won the race)
             self._forget(w, pass_on=True)

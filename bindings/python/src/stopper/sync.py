@@ -33,10 +33,7 @@ from typing import Any, Callable, Optional
 
 from ._sync_lock import Lock, RLock
 
-try:
-    from ._delivery import sleep
-except ImportError:  # until the delivery machinery lands
-    from ._delivery_standin import sleep
+from ._delivery import sleep
 
 Empty = _queue.Empty
 Full = _queue.Full
@@ -279,6 +276,9 @@ class Event:
 
     def _at_fork_reinit(self) -> None:
         self._cond._at_fork_reinit()
+
+    def _reset_internal_locks(self) -> None:  # Python 3.8's name for the after-fork reset
+        self._cond.__init__(Lock())
 
     def is_set(self) -> bool:
         return self._flag
