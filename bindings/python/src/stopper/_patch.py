@@ -48,10 +48,14 @@ from . import sync
 from ._stopper import Stopper, wait_any
 from ._errors import StopRequested
 
-from ._delivery import checkpoint_stopper, in_checkpoint
+from . import _delivery
+from ._delivery import in_checkpoint
 
 __all__ = ["patch", "unpatch", "is_patched"]
 
+# The hot path of every patched call: ``_local.cp`` is what ``checkpoint_stopper()`` returns
+# (the delivery machinery's thread-local), read inline to save a Python call per call.
+_local = _delivery._tls
 _MISSING = object()
 _guard = _thread.allocate_lock()
 _saved: List[Tuple[Any, str, Any]] = []  # (owner, name, what was in owner.__dict__ or _MISSING)
@@ -91,7 +95,7 @@ _orig_sleep = time.sleep
 
 
 def _sleep(seconds: float) -> None:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None:
         return _orig_sleep(seconds)
     sync.sleep(seconds)
@@ -103,7 +107,7 @@ _orig_bootstrap_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-d
 
 
 def _cond_wait(self: Any, timeout: Optional[float] = None) -> bool:
-    if checkpoint_stopper() is None:
+    if _local.cp is None:
         return _orig_cond_wait(self, timeout)
     return sync.Condition.wait(self, timeout)  # the same fields, and a stoppable waiter lock
 
@@ -117,7 +121,7 @@ def _bootstrap_inner(self: threading.Thread) -> None:
 
 
 def _join(self: threading.Thread, timeout: Optional[float] = None) -> None:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or not self._started.is_set() or self is threading.current_thread():  # type: ignore[attr-defined]
         return _orig_join(self, timeout)  # (also raises what join raises for those)
     ended = getattr(self, "_stopper_ended", None)
@@ -168,35 +172,35 @@ def _io(sock: Any, s: Stopper, writable: bool, call: Callable[[], Any]) -> Any:
 
 
 def _recv(self: Any, bufsize: int, flags: int = 0) -> bytes:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.gettimeout() == 0.0:
         return _sock_recv(self, bufsize, flags)
     return _io(self, s, False, lambda: _sock_recv(self, bufsize, flags | _DONTWAIT))
 
 
 def _recv_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.gettimeout() == 0.0:
         return _sock_recv_into(self, buffer, nbytes, flags)
     return _io(self, s, False, lambda: _sock_recv_into(self, buffer, nbytes, flags | _DONTWAIT))
 
 
 def _recvfrom(self: Any, bufsize: int, flags: int = 0) -> Any:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.gettimeout() == 0.0:
         return _sock_recvfrom(self, bufsize, flags)
     return _io(self, s, False, lambda: _sock_recvfrom(self, bufsize, flags | _DONTWAIT))
 
 
 def _send(self: Any, data: Any, flags: int = 0) -> int:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.gettimeout() == 0.0:
         return _sock_send(self, data, flags)
     return _io(self, s, True, lambda: _sock_send(self, data, flags | _DONTWAIT))
 
 
 def _sendto(self: Any, data: Any, *args: Any) -> int:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.gettimeout() == 0.0:
         return _sock_sendto(self, data, *args)
     if len(args) == 1:
@@ -209,7 +213,7 @@ def _sendto(self: Any, data: Any, *args: Any) -> int:
 
 
 def _sendall(self: Any, data: Any, flags: int = 0) -> None:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.gettimeout() == 0.0:
         return _sock_sendall(self, data, flags)
     view = memoryview(data).cast("B")
@@ -229,7 +233,7 @@ def _sendall(self: Any, data: Any, flags: int = 0) -> None:
 
 
 def _accept(self: Any) -> Any:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.gettimeout() == 0.0:
         return _sock_accept(self)
     t = self.gettimeout()
@@ -241,7 +245,7 @@ def _accept(self: Any) -> Any:
 
 
 def _connect(self: Any, address: Any) -> None:
-    s = checkpoint_stopper()
+    s = _local.cp
     t = self.gettimeout()
     if s is None or t == 0.0:
         return _sock_connect(self, address)
@@ -288,7 +292,7 @@ _orig_select = select.select
 
 
 def _select(rlist: Any, wlist: Any, xlist: Any, timeout: Optional[float] = None) -> Any:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None:
         return _orig_select(rlist, wlist, xlist, timeout)
     marker = _StopFd(s.fileno())
@@ -319,7 +323,7 @@ class _Poll:
         self._p.unregister(fd)
 
     def poll(self, timeout: Optional[float] = None) -> List[Tuple[int, int]]:
-        s = checkpoint_stopper()
+        s = _local.cp
         if s is None:
             return self._p.poll(timeout)
         fd = s.fileno()
@@ -338,7 +342,7 @@ def _selector_select(original: Callable[..., Any]) -> Callable[..., Any]:
     it does not know) never reports it."""
 
     def select(self: Any, timeout: Optional[float] = None) -> Any:
-        s = checkpoint_stopper()
+        s = _local.cp
         if s is None:
             return original(self, timeout)
         fd = s.fileno()
@@ -394,7 +398,7 @@ def _pidfd_open(pid: int) -> int:
 
 
 def _popen_wait(self: Any, timeout: Optional[float] = None) -> Any:
-    s = checkpoint_stopper()
+    s = _local.cp
     if s is None or self.returncode is not None or getattr(self, "_stopper_killed", False):
         return _orig_popen_wait(self, timeout)
     if self.poll() is not None:
@@ -417,7 +421,7 @@ _FOREVER = 86400.0  # communicate's pipe loop needs a timeout to use its selecto
 
 
 def _communicate(self: Any, input: Any = None, timeout: Optional[float] = None) -> Any:
-    if checkpoint_stopper() is None or timeout is not None:
+    if _local.cp is None or timeout is not None:
         return _orig_communicate(self, input, timeout)
     while True:  # given a timeout, communicate reads every pipe through the (patched) selector
         try:
