@@ -503,3 +503,42 @@ def test_uncontended_lock_stays_cheap():
         return min(timeit.repeat(lambda: (a(), r()), number=20000, repeat=5))
 
     assert cycle(ours) < 20 * cycle(theirs)
+
+
+def test_acquired_and_stopped_at_once_gives_the_lock_back(monkeypatch):
+    """The rule's hard case, made deterministic: the waiter takes the lock in the very instant
+    its scope stops (the stop lands between its wake-up and its successful retry).  acquire()
+    must raise StopRequested and leave the lock free, not raise while holding it."""
+    from stopper import _sync_lock
+
+    lock = sync.Lock()
+    lock.acquire()
+    s = stopper.Stopper()
+    made = []
+    real_init = _sync_lock._Waiter.__init__
+
+    def init(self):
+        real_init(self)
+        made.append(self)
+        if len(made) == 2:  # the registration after the release woke it: stop now
+            s.stop()
+
+    monkeypatch.setattr(_sync_lock._Waiter, "__init__", init)
+    out = {}
+
+    def body():
+        with s.interruptible("checkpoint"):
+            try:
+                out["r"] = lock.acquire()
+            except StopRequested:
+                out["r"] = "stopped"
+
+    t = threading.Thread(target=body)
+    t.start()
+    _until(lambda: len(lock._waiters) == 1, "the waiter")
+    lock.release()
+    t.join(BOUND)
+    assert not t.is_alive()
+    assert len(made) == 2  # it did wake, register again and retry
+    assert out["r"] == "stopped"
+    assert not lock.locked()  # given back: no leak
