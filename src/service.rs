@@ -231,6 +231,9 @@ fn run() {
         if st.quit {
             break;
         }
+        // Read before the signals: a signal whose kick comes after this read makes the wait
+        // below return at once (read after them, its kick could be slept through).
+        let epoch = EPOCH.load(Ordering::SeqCst);
         // Signals first: their stops run here, never in the handler.
         let pending = SIGNALS_PENDING.swap(0, Ordering::AcqRel);
         let mut stop_now = Vec::new();
@@ -278,9 +281,8 @@ fn run() {
                 st = lock();
                 st.busy = false;
             }
-            next if !st.fd_watches.is_empty() => st = poll_fd_watches(st, next.map(|k| k.0)),
+            next if !st.fd_watches.is_empty() => st = poll_fd_watches(st, epoch, next.map(|k| k.0)),
             next => {
-                let epoch = EPOCH.load(Ordering::Acquire);
                 drop(st);
                 sys::futex_wait(&EPOCH, epoch, next.map(|(due, _)| due), false);
                 st = lock();
@@ -423,8 +425,11 @@ pub(crate) fn unwatch_fd(id: u64) -> Option<Box<dyn FnOnce() + Send>> {
 
 /// Waits until a watched descriptor is readable, a kick, or the absolute deadline `due`; runs
 /// the actions of the ready ones (unlocked). Takes and gives back the lock.
-fn poll_fd_watches(st: MutexGuard<'static, State>, due: Option<u64>) -> MutexGuard<'static, State> {
-    let epoch = EPOCH.load(Ordering::SeqCst);
+fn poll_fd_watches(
+    st: MutexGuard<'static, State>,
+    epoch: u32,
+    due: Option<u64>,
+) -> MutexGuard<'static, State> {
     let wake = WAKE_FD.load(Ordering::Relaxed);
     let mut fds = Vec::with_capacity(st.fd_watches.len() + 1);
     fds.push(libc::pollfd {

@@ -375,7 +375,10 @@ fn settle(inner: &Inner) -> Option<i32> {
 /// Gives this process a private, stopped copy of a stopped shared page, at the same address:
 /// once a stop has happened here, nothing another process does to the object (zeroing it,
 /// truncating and regrowing it) can undo it in this process or fault a read of it. Called by
-/// the watcher after it woke this process's waiters on the shared page.
+/// the watcher once it has completed the stop on the shared page (every step of a stop, so
+/// that a stopping thread of this process that is still between its steps cannot leave the
+/// shared page half-published: its later writes land in the private copy) and woken every
+/// process's waiters there.
 fn freeze(inner: &Inner, reason: i32) {
     let len = page_len();
     let page =
@@ -678,6 +681,11 @@ mod watcher {
                         let mut st = STATE.lock().unwrap_or_else(|e| e.into_inner());
                         st.list.retain(|(p, _)| !std::ptr::eq(*p, ptr));
                     }
+                    // Complete the stop on the shared page ourselves (idempotent: a stop's
+                    // own steps, which its thread, in this process or another, may not have
+                    // finished): the page is about to be frozen here, and what that thread
+                    // still writes then lands in this process's private copy.
+                    inner.publish_stop();
                     // Waiters of every process on this page, also those a peer's cleared
                     // waiter bit would leave asleep (the stop wakes only announced sleepers).
                     sys::futex_wake_all(&inner.cell().word, true);

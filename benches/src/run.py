@@ -298,6 +298,10 @@ def python_table(r):
         rows.append(ratio_row("Stopper.is_set() vs Event.is_set() (per loop step)", a, b, ratio, 1.0))
     else:
         rows.append(missing_row("Stopper.is_set() vs Event.is_set()"))
+    if "py_import" in r:
+        a, b, ratio = pair_stats(r["py_import"])
+        rows.append(ratio_row("import stopper vs import threading (python -X importtime, cumulative)",
+                              a, b, ratio, None))
     ws, we = r.get("py_wake_stopper"), r.get("py_wake_event")
     if ws and we:
         rows.append(ratio_row("wake of a blocked wait(), median: Stopper vs Event", ws["p50"], we["p50"],

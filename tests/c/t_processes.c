@@ -2150,6 +2150,19 @@ TEST_T(watches_of_ended_processes_are_dropped_before_and_after_the_stop, 40) {
     if (task_count() != 1) h_fail(__FILE__, __LINE__, "the service thread is kept by the grace of reaped children");
     stopper_release(s);
     stopper_release(t);
+    /* a stopper released without stopping ends its watches: nothing polls a process for it */
+    pid_t live = fork_child(polite_child, NULL);
+    stopper *u = stopper_new();
+    REQUIRE(u);
+    CHECK_ST(stopper_watch_process(u, live, 0), STOPPER_OK);
+    CHECK_EQ(fd_count(), fds0 + 1);
+    stopper_release(u);
+    CHECK(WAIT_UNTIL(fd_count() == fds0, MS(5000)));
+    CHECK(WAIT_UNTIL(task_count() == 1, MS(5000)));
+    int st;
+    CHECK(!ended_within(live, MS(50), &st)); /* and never signalled */
+    kill(live, SIGKILL);
+    reap(live);
     stopper_release(warm);
 }
 

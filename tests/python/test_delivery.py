@@ -24,10 +24,11 @@ def spin(seconds):
 
 def in_thread(fn, mode, timeout=10):
     """Runs fn(stopper) in a StoppableThread(interrupt=mode); returns (thread, result dict)."""
-    out = {}
+    out = {"ready": threading.Event()}  # set when fn is about to run (inside the scope)
 
     def run():
         try:
+            out["ready"].set()
             out["value"] = fn(stopper.current())
         except BaseException as e:  # noqa: BLE001
             out["exc"] = e
@@ -153,6 +154,7 @@ def test_stopped_before_the_call_raises_at_once(mode, call):
 def test_stopped_while_blocked_leaves_by_stop_requested(mode, call):
     t, out = in_thread(lambda s: CALLS[call](), mode)
     t.start()
+    assert out["ready"].wait(10)
     time.sleep(0.05)
     t0 = time.monotonic()
     t.stop()
@@ -253,9 +255,11 @@ def test_stop_inside_a_checkpoint_sends_no_async_exception_later():
     not also sent an async exception: its cleanup (many eval-breaker checks) runs to the end."""
     for i in range(40):
         done = []
+        ready = threading.Event()
 
         def body(s):
             try:
+                ready.set()
                 stopper.sleep(30)
             except stopper.StopRequested:
                 n = 0
@@ -267,7 +271,8 @@ def test_stop_inside_a_checkpoint_sends_no_async_exception_later():
 
         t, out = in_thread(body, "async")
         t.start()
-        time.sleep(0.005 + 0.0005 * (i % 7))
+        assert ready.wait(10)
+        time.sleep(0.0005 * (i % 7))
         t.stop()
         threading.Thread.join(t, 10)
         assert done == [20000], i
@@ -331,6 +336,7 @@ def test_cleanup_after_an_interrupted_c_call_runs_completely(mode, kind):
 
         t, out = in_thread(body, mode)
         t.start()
+        assert out["ready"].wait(10)
         time.sleep(0.03)
         t.stop()
         threading.Thread.join(t, 10)
@@ -347,7 +353,7 @@ def test_shield_holds_an_async_stop_until_its_exit():
         try:
             with stopper.shield():
                 events.append("in")
-                spin(0.15)  # the stop arrives here
+                spin(0.3)  # the stop arrives here
                 events.append("shield body done")
         except stopper.StopRequested:
             events.append("raised at exit")
@@ -355,6 +361,7 @@ def test_shield_holds_an_async_stop_until_its_exit():
 
     t, out = in_thread(body, "async")
     t.start()
+    assert out["ready"].wait(10)
     time.sleep(0.05)
     t.stop()
     threading.Thread.join(t, 10)
@@ -440,7 +447,7 @@ def test_bookkeeping_is_never_interrupted_race():
         t.stop()
         threading.Thread.join(t, 10)
         assert not t.is_alive()
-        assert out == {} or isinstance(out.get("exc"), stopper.StopRequested), out  # {}: stopped before run()
+        assert not out["ready"].is_set() or isinstance(out.get("exc"), stopper.StopRequested), out  # not ready: stopped before run()
         assert inner.join(2) is True  # no worker left inside (every native enter was exited)
     end = time.monotonic() + 5  # a re-delivery armed for a millisecond later may be pending
     while len(_lifecycle.callbacks) != before and time.monotonic() < end:
@@ -481,3 +488,112 @@ def test_stopped_non_daemon_thread_never_hangs_exit(mode):
     assert rc == 0, err
     assert out.strip() == "bye"
     assert time.monotonic() - t0 < 15
+
+
+# ---------------------------------------------------------------- CPython 3.13's bug
+BUSY_LOOP_WITH_CLEANUP = """
+    import stopper, threading, time, warnings
+    warnings.simplefilter("ignore")
+    out = []
+    def body(mode):
+        s = stopper.Stopper()
+        threading.Timer(0.02, s.stop).start()
+        try:
+            with s.interruptible(mode):
+                try:
+                    end = time.monotonic() + 2
+                    while time.monotonic() < end:   # a C call in every step
+                        if mode == "checkpoint":
+                            stopper.checkpoint()
+                finally:
+                    out.append("finally")
+        except stopper.StopRequested:
+            out.append("caught")
+        out.append(stopper.current() is None)
+    body(MODE)
+    print(out)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cleanup_in_the_interrupted_frame_runs(mode):
+    """The interrupted frame's finally and with-exits run.  On CPython 3.13 (cpython#139622) an
+    async exception raised after a C call returns skips them: async mode is documented as broken
+    there; checkpoint mode is the way around it (this test passes for it on every version)."""
+    if mode == "async" and _delivery.ASYNC_EXCEPTIONS_SKIP_HANDLERS:
+        pytest.skip("CPython 3.13 async-exception bug (cpython#139622): use checkpoint mode")
+    rc, out, err = run_python(BUSY_LOOP_WITH_CLEANUP.replace("MODE", repr(mode)))
+    assert rc == 0, err
+    assert out.strip() == "['finally', 'caught', True]"
+
+
+def test_async_mode_warns_on_313():
+    rc, out, err = run_python(
+        """
+        import warnings, stopper
+        from stopper import _delivery
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            with stopper.Stopper().interruptible("async"):
+                pass
+            with stopper.Stopper().interruptible("checkpoint"):
+                pass
+        print(_delivery.ASYNC_EXCEPTIONS_SKIP_HANDLERS, [str(x.message)[:40] for x in w])
+        """
+    )
+    assert rc == 0, err
+    buggy, msgs = out.split(" ", 1)
+    if buggy == "True":
+        assert msgs.strip().startswith("['stopper: on Python 3.13")
+    else:
+        assert msgs.strip() == "[]"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_main_thread_stopped_before_and_never(mode, call):
+    s = stopper.Stopper()
+    with s.interruptible(mode):
+        if call != "checkpoint":
+            # never stopped: a short call returns normally
+            short = {"sleep": lambda: stopper.sleep(0.001), "wait": lambda: stopper.Stopper().wait(0.001),
+                     "wait_any": lambda: stopper.wait_any([stopper.Stopper()], 0.001),
+                     "channel_get": lambda: stopper.Channel().get(timeout=0.001)}[call]
+            try:
+                short()
+            except Exception:  # noqa: BLE001 - queue.Empty from the channel
+                pass
+        else:
+            stopper.checkpoint()
+    s = stopper.Stopper()
+    t0 = time.monotonic()
+    where = []
+    with pytest.raises(stopper.StopRequested):
+        with s.interruptible(mode):
+            try:
+                with stopper.shield():
+                    s.stop()
+            except stopper.StopRequested:
+                where.append("shield exit")  # async mode: the held-back stop
+            where.append("call")
+            CALLS[call]()  # stopped before the call: raises at once
+    assert time.monotonic() - t0 < 1.0
+    assert where == (["call"] if mode == "checkpoint" else ["shield exit", "call"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sleep_inside_a_scope_takes_what_time_sleep_takes(mode):
+    from decimal import Decimal
+    from fractions import Fraction
+
+    def errors(fn, arg):
+        try:
+            fn(arg)
+        except Exception as e:  # noqa: BLE001
+            return type(e)
+        return None
+
+    s = stopper.Stopper()
+    with s.interruptible(mode):
+        for arg in (0, 0.0, False, Decimal("0.001"), Fraction(1, 1000), -1, -0.5, float("nan"), "1", b"1", None, [], 1j):
+            assert errors(stopper.sleep, arg) is errors(time.sleep, arg), arg

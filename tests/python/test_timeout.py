@@ -9,6 +9,12 @@ import pytest
 import stopper
 from stopper import _delivery
 
+# python/cpython#139622: on 3.13 an async exception raised right after a C call (here
+# time.monotonic() in a busy loop) skips the interrupted frame's with/finally blocks.
+skip_313 = pytest.mark.skipif(
+    _delivery.ASYNC_EXCEPTIONS_SKIP_HANDLERS, reason="CPython 3.13 async-exception bug (cpython#139622)"
+)
+
 
 def spin_forever():
     while True:
@@ -103,6 +109,7 @@ def test_inner_timeout_caught_then_outer_fires():
     assert 0.1 < time.monotonic() - t0 < 2
 
 
+@skip_313
 def test_outer_fires_while_inner_holds_caught_delivery():
     """The inner deadline's StopRequested is swallowed inside the inner block; the outer
     deadline passes while the inner block still runs: the block is interrupted again and a
@@ -170,6 +177,7 @@ def test_inside_interruptible_thread_both_kinds():
     assert out == ["timeout", "stop"]
 
 
+@skip_313
 def test_never_fires_after_the_block_exited():
     """Blocks that end around their deadline, many times: a Timeout either comes out of the
     with statement or not at all, never in the code after it."""

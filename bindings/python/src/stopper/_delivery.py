@@ -31,6 +31,10 @@ stop counts as delivered: nothing lands later in the cleanup code); a shield rai
 exit when the block ended normally; the package's bookkeeping leaves it to the hook, which the
 delivery for a moment later (:data:`later`) when it cannot be raised where the region ends.
 
+The hook also does not schedule while the thread is paused in this package's own code (it
+looks at the thread's current frame, holding the GIL): an exception would fire there, e.g. on the
+first line of a scope's ``__exit__`` before its region begins; it tries again a moment later.
+
 Where an exception scheduled for the thread actually fires is known: CPython creates the
 exception object in the target thread when it raises it (at once from 3.12, before any handler
 runs on older versions), and :class:`_Delivered` records that in its constructor.
@@ -73,6 +77,27 @@ def mode_arg(mode: Any, *, cooperative_ok: bool = False) -> Optional[str]:
         return mode
     allowed = "'checkpoint', 'async' or True" + (" (or False)" if cooperative_ok else "")
     raise ValueError(f"unknown interrupt mode {mode!r}: expected {allowed}")
+
+
+#: CPython 3.13 (seen on 3.13.0; python/cpython#139622): an asynchronous exception raised right
+#: after a C call returns is raised with a wrong position, so the interrupted frame's ``except``,
+#: ``finally`` and ``with`` exits are skipped (its callers' run).  Checkpoints are unaffected.
+ASYNC_EXCEPTIONS_SKIP_HANDLERS = sys.version_info[:2] == (3, 13)
+_warned = []
+
+
+def _warn_async_on_313() -> None:
+    if not _warned:
+        _warned.append(True)
+        import warnings
+
+        warnings.warn(
+            "stopper: on Python 3.13 an asynchronous exception can skip the except/finally/with "
+            "exits of the frame it interrupts (python/cpython#139622); use "
+            'interrupt="checkpoint" / mode="checkpoint" for code that must clean up',
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 # ---------------------------------------------------------------- per-thread state
@@ -146,6 +171,8 @@ def enter(stopper: Any, mode: Optional[str], link: Any = None) -> Entry:
     StopRequested here, after leaving it again (no hook call would come)."""
     ts = state()
     e = Entry(ts, stopper, mode)
+    if mode == "async" and ASYNC_EXCEPTIONS_SKIP_HANDLERS:
+        _warn_async_on_313()
     if mode is not None:
         e.saved_cp = ts.cp
         e.cp = stopper if ts.cp is None else link(ts.cp, stopper)
@@ -201,6 +228,31 @@ def leave(e: Entry, deliver: bool = True) -> None:
         due = _release(ts, deliver)
     if due is not None:
         raise _stop_exc(due)
+
+
+class Scope:
+    """What :meth:`Stopper.interruptible` returns: a context manager (one block at a time)
+    that makes the calling thread interruptible by ``stopper`` in ``mode``."""
+
+    __slots__ = ("stopper", "mode", "_link", "_entry")
+
+    def __init__(self, stopper: Any, mode: Optional[str], link: Any) -> None:
+        self.stopper = stopper
+        self.mode = mode
+        self._link = link
+        self._entry: Optional[Entry] = None
+
+    def __enter__(self) -> Any:
+        if self._entry is not None:
+            raise RuntimeError("this interruptible() is already in use: create one per block")
+        self._entry = enter(self.stopper, self.mode, self._link)
+        return self.stopper
+
+    def __exit__(self, *exc: Any) -> None:
+        e, self._entry = self._entry, None
+        if e is None:
+            raise RuntimeError("interruptible(): __exit__ without __enter__")
+        leave(e)
 
 
 def depth() -> int:
@@ -412,11 +464,20 @@ def sleep(seconds: float) -> None:
     cp = _tls.cp
     if cp is None:
         return time.sleep(seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"sleep() takes a number of seconds, not {type(seconds).__name__}")
-    if seconds != seconds or seconds < 0:
+    # the arguments time.sleep takes (a float, or an int or an object with __index__), its errors
+    if isinstance(seconds, float):
+        secs = seconds
+    elif hasattr(type(seconds), "__index__"):
+        secs = float(seconds.__index__())
+    elif sys.version_info < (3, 10) and hasattr(type(seconds), "__int__"):
+        secs = float(int(seconds))  # before 3.10, time.sleep also took __int__ (deprecated)
+    else:
+        raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer")
+    if secs != secs:
+        raise ValueError("Invalid value NaN (not a number)")
+    if secs < 0:
         raise ValueError("sleep length must be non-negative")
-    ns = -1 if seconds == float("inf") else min(int(seconds * 1e9), _n.INT64_MAX)
+    ns = -1 if secs == float("inf") else min(int(secs * 1e9), _n.INT64_MAX)
     with in_checkpoint():
         _n.stopper_wait(cp._h, ns)
     return None

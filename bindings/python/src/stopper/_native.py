@@ -99,6 +99,35 @@ def _candidates() -> Iterator[Tuple[str, str]]:
         yield ("system path", found)
 
 
+#: ELF e_machine numbers of the platforms a wheel may be built for, by os.uname().machine.
+_ELF_MACHINES = {
+    62: "x86_64", 183: "aarch64", 3: "i686", 40: "armv7l", 243: "riscv64", 21: "ppc64le", 22: "s390x",
+}
+
+
+def _why_not_loadable(path: str) -> str:
+    """Explains a load failure of a file that exists: not a shared library, or one built for
+    another machine (glibc then says "No such file or directory", which misleads)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return ""
+    if head[:4] != b"\x7fELF":
+        return " (the file exists but is not an ELF shared library)"
+    if len(head) < 20:
+        return " (the file exists but is truncated)"
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    built_for = _ELF_MACHINES.get(machine, f"ELF machine {machine}")
+    here = os.uname().machine
+    if built_for != here:
+        return (
+            f" (the file exists but was built for {built_for}, and this is {here}:"
+            " a wheel for another platform?)"
+        )
+    return " (the file exists; see the loader's message)"
+
+
 def _load() -> ctypes.CDLL:
     tried: List[str] = []
     for where, path in _candidates():
@@ -108,7 +137,7 @@ def _load() -> ctypes.CDLL:
         try:
             lib = ctypes.CDLL(path, use_errno=True)
         except OSError as e:
-            tried.append(f"{path} ({where}): {e}")
+            tried.append(f"{path} ({where}): {e}{_why_not_loadable(path)}")
             continue
         try:
             fn = lib.stopper_abi_version
@@ -131,8 +160,8 @@ def _load() -> ctypes.CDLL:
         f"(expected ABI version {ABI_MAJOR}.{ABI_MINOR}, i.e. stopper_abi_version() == "
         f"{(ABI_MAJOR << 16) | ABI_MINOR:#x} or a later minor). Tried:\n  "
         + "\n  ".join(tried)
-        + "\nBuild it with `make lib` and reinstall the package, or set STOPPER_LIBRARY "
-        "to the path of libstopper.so.0."
+        + "\nReinstall the package (`pip install` builds the library with cargo), or set "
+        "STOPPER_LIBRARY to the path of a libstopper.so.0 built for this machine."
     )
 
 

@@ -32,8 +32,6 @@ def _stopper_arg(s: Any, what: str = "stopper") -> "Stopper":
 
 
 # ---------------------------------------------------------------- Stopper
-# (loop, handle) -> [shared future, number of waiters, fd]: one reader per stopper and loop.
-_aio_waits: "dict[tuple, list]" = {}
 
 
 class Stopper:
@@ -113,45 +111,9 @@ class Stopper:
         """Awaits the stop in asyncio through :meth:`fileno` (``loop.add_reader``): no
         thread per waiter (all waiters of one stopper in one loop share one reader).
         Returns True once stopped, False after ``timeout`` seconds."""
-        import asyncio  # only for those who use it: `import stopper` stays light
+        from ._asyncwait import wait_async  # asyncio only for those who use it
 
-        _timeout_ns(timeout)
-        if self.is_set():
-            return True
-        loop = asyncio.get_running_loop()
-        key = (loop, self._h)
-        st = _aio_waits.get(key)
-        if st is None:
-            fd = self.fileno()
-            fut = loop.create_future()
-
-            def ready() -> None:
-                loop.remove_reader(fd)
-                _aio_waits.pop(key, None)
-                if not fut.done():
-                    fut.set_result(True)
-
-            try:
-                loop.add_reader(fd, ready)
-            except NotImplementedError:  # a loop without readers (e.g. Proactor): a thread
-                return await loop.run_in_executor(None, self.wait, timeout)
-            st = _aio_waits[key] = [fut, 0, fd]
-        st[1] += 1
-        try:
-            if timeout is None:
-                await asyncio.shield(st[0])
-                return True
-            try:
-                await asyncio.wait_for(asyncio.shield(st[0]), timeout)
-                return True
-            except asyncio.TimeoutError:
-                return self.is_set()
-        finally:
-            st[1] -= 1
-            if st[1] == 0 and not st[0].done():
-                loop.remove_reader(st[2])
-                _aio_waits.pop(key, None)
-                st[0].cancel()
+        return await wait_async(self, timeout)
 
     def wait_readable(self, sock_or_fd: Any, timeout: Optional[float] = None) -> bool:
         """Waits until ``sock_or_fd`` (a descriptor or an object with ``fileno()``) is readable:
@@ -408,12 +370,12 @@ class Stopper:
                 return
         raise RuntimeError("stopper: __exit__ without a matching __enter__ on this thread")
 
-    def interruptible(self, mode: Any = "checkpoint") -> "Interruptible":
+    def interruptible(self, mode: Any = "checkpoint") -> "_d.Scope":
         """``with s.interruptible(mode):`` makes the calling thread (any thread: a pool thread,
         the main thread) a worker of ``s`` that a stop of ``s`` interrupts: at checkpoints
         (``"checkpoint"``) or anywhere Python code runs (``"async"``, or True).  Inside,
         :func:`stopper.current` is ``s``.  Unknown modes raise ValueError."""
-        return Interruptible(self, _d.mode_arg(mode))
+        return _d.Scope(self, _d.mode_arg(mode), Stopper.linked)
 
     def __repr__(self) -> str:
         state = f"stopped, reason={self.reason}" if self.is_set() else "running"
@@ -468,29 +430,6 @@ class StopHandle:
     def registered(self) -> bool:
         """True until cancelled or run."""
         return self._registered and self._key in _lc.callbacks
-
-
-class Interruptible:
-    """What :meth:`Stopper.interruptible` returns: a context manager (one block at a time)."""
-
-    __slots__ = ("stopper", "mode", "_entry")
-
-    def __init__(self, stopper: Stopper, mode: Optional[str]) -> None:
-        self.stopper = stopper
-        self.mode = mode
-        self._entry: Any = None
-
-    def __enter__(self) -> Stopper:
-        if self._entry is not None:
-            raise RuntimeError("this interruptible() is already in use: create one per block")
-        self._entry = _d.enter(self.stopper, self.mode, Stopper.linked)
-        return self.stopper
-
-    def __exit__(self, *exc: Any) -> None:
-        e, self._entry = self._entry, None
-        if e is None:
-            raise RuntimeError("interruptible(): __exit__ without __enter__")
-        _d.leave(e)
 
 
 class one_handle:
