@@ -848,7 +848,7 @@ def bench_sync_lock_cost():
 def bench_patch_overhead():
     import select
 
-    from stopper import _patch
+    from stopper import _patch_calls as _patch
 
     rounds = 3 if SMOKE else 7
     n = 2_000 if SMOKE else 30_000

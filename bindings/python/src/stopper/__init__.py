@@ -80,34 +80,8 @@ __all__ = [
 ]
 
 # ---- stopper.sync and stopper.patch() (kept at the end: these lines belong to that change).
-# Both load on first use, so that `import stopper` stays light (they import queue, socket,
-# selectors, subprocess...).
-
-
-def patch() -> None:
-    """Makes the standard library's blocking calls checkpoints for threads inside an
-    interruptible scope, and changes nothing for other threads.  Idempotent.  Patch first:
-    a name imported before (``from time import sleep``) keeps the original."""
-    from ._patch import patch as _patch
-
-    _patch()
-
-
-def unpatch() -> None:
-    """Puts back exactly the objects :func:`patch` replaced.  Idempotent."""
-    import sys
-
-    m = sys.modules.get(__name__ + "._patch")
-    if m is not None:
-        m.unpatch()
-
-
-def is_patched() -> bool:
-    """True between :func:`patch` and :func:`unpatch`."""
-    import sys
-
-    m = sys.modules.get(__name__ + "._patch")
-    return m is not None and m.is_patched()
+# stopper.sync loads on first use, so that `import stopper` stays light.
+from ._patch import is_patched, patch, unpatch  # noqa: E402
 
 
 def __getattr__(name: str) -> object:
