@@ -865,6 +865,304 @@ def frameworks():
         guarded(fn)
 
 
+# ---------------------------------------------------------------- stopper.sync and stopper.patch()
+def _stop_to_exit(make, n, label, mode="checkpoint"):
+    """Median/p99 of stop-to-exit of a thread blocked in make()'s call inside an interruptible
+    scope: from just before s.stop() to the StopRequested caught in the thread."""
+    lat = []
+    for _ in range(n):
+        call, cleanup = make()
+        s = stopper.Stopper()
+        box = {}
+
+        def body(call=call, s=s, box=box):
+            try:
+                with s.interruptible(mode):
+                    box["in"] = True
+                    call()
+            except stopper.StopRequested:
+                box["t1"] = now()
+            except BaseException as e:  # noqa: BLE001 - reported by check_box
+                box["error"] = e
+
+        t = start_daemon(body)
+        wait_flag(box, "in")
+        time.sleep(0.002)  # let it block
+        box["t0"] = now()
+        s.stop()
+        t.join(5)
+        cleanup()
+        check_box(box, f"{label}: the thread did not end within 5 s of the stop")
+        lat.append(box["t1"] - box["t0"])
+    return lat
+
+
+def _never_ends(make):
+    """The same call outside any patch/scope: does a stop end it within 200 ms?  (It does not.)"""
+    call, cleanup = make()
+    box = {}
+    s = stopper.Stopper()
+
+    def body():
+        try:
+            with s.interruptible("checkpoint"):
+                call()
+            box["t1"] = now()
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+
+    t = start_daemon(body)
+    time.sleep(0.01)
+    s.stop()
+    t.join(0.2)
+    alive = t.is_alive()
+    cleanup()
+    return alive
+
+
+def _nothing():
+    return None
+
+
+def _sync_cases():
+    import stopper.sync as ss
+
+    def lock():
+        lk = ss.Lock()
+        lk.acquire()
+        return lk.acquire, _nothing
+
+    def rlock():
+        lk = ss.RLock()
+        lk.acquire()
+        return lk.acquire, _nothing
+
+    def condition():
+        c = ss.Condition()
+
+        def call():
+            with c:
+                c.wait()
+
+        return call, _nothing
+
+    def semaphore():
+        return ss.Semaphore(0).acquire, _nothing
+
+    def event():
+        return ss.Event().wait, _nothing
+
+    def barrier():
+        return ss.Barrier(2).wait, _nothing
+
+    def queue_get():
+        return ss.Queue().get, _nothing
+
+    def queue_put():
+        q = ss.Queue(1)
+        q.put(0)
+        return (lambda: q.put(1)), _nothing
+
+    def simple_queue():
+        return ss.SimpleQueue().get, _nothing
+
+    def sleep():
+        return (lambda: ss.sleep(3600)), _nothing
+
+    return [("Lock.acquire", lock), ("RLock.acquire", rlock), ("Condition.wait", condition),
+            ("Semaphore.acquire", semaphore), ("Event.wait", event), ("Barrier.wait", barrier),
+            ("Queue.get", queue_get), ("Queue.put (full)", queue_put), ("SimpleQueue.get", simple_queue),
+            ("sleep(3600)", sleep)]
+
+
+def _patch_cases():
+    import select
+    import selectors
+    import socket
+    import subprocess
+
+    keep = []
+
+    def closing(*objs):
+        def close():
+            for o in objs:
+                o.close()
+        return close
+
+    def sleep():
+        return (lambda: time.sleep(3600)), _nothing
+
+    def queue_get():
+        return queue.Queue().get, _nothing
+
+    def lock():
+        lk = threading.Lock()
+        lk.acquire()
+        return lk.acquire, _nothing
+
+    def event():
+        return threading.Event().wait, _nothing
+
+    def join():
+        ev = threading.Event()
+        t = threading.Thread(target=ev.wait, daemon=True)
+        t.start()
+        return t.join, ev.set
+
+    def recv():
+        a, b = socket.socketpair()
+        return (lambda: a.recv(1)), closing(a, b)
+
+    def accept():
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        return srv.accept, closing(srv)
+
+    def sel():
+        a, b = socket.socketpair()
+        return (lambda: select.select([a], [], [])), closing(a, b)
+
+    def poll():
+        a, b = socket.socketpair()
+        p = select.poll()
+        p.register(a, select.POLLIN)
+        keep.append(p)
+        return p.poll, closing(a, b)
+
+    def selector():
+        a, b = socket.socketpair()
+        sl = selectors.DefaultSelector()
+        sl.register(a, selectors.EVENT_READ)
+        return sl.select, closing(sl, a, b)
+
+    def popen_wait():
+        p = subprocess.Popen(["sleep", "100"])
+
+        def cleanup():
+            p.kill()
+            p.wait()
+        return p.wait, cleanup
+
+    def urlopen():
+        import urllib.request
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        url = "http://127.0.0.1:%d/" % srv.getsockname()[1]
+        return (lambda: urllib.request.urlopen(url)), closing(srv)
+
+    return [("time.sleep(3600)", sleep), ("queue.Queue.get", queue_get), ("threading.Lock.acquire", lock),
+            ("threading.Event.wait", event), ("Thread.join", join), ("socket.recv", recv),
+            ("socket.accept", accept), ("select.select", sel), ("select.poll().poll", poll),
+            ("selectors.DefaultSelector.select", selector), ("Popen.wait", popen_wait),
+            ("urlopen (silent server)", urlopen)]
+
+
+def _fmt_us(ns):
+    return f"{ns / 1000:.0f} us" if ns >= 10_000 else f"{ns / 1000:.1f} us"
+
+
+def bench_sync_stop():
+    n = 10 if SMOKE else 200
+    for name, make in _sync_cases():
+        lat = _stop_to_exit(make, n, name)
+        key = "sync_stop_" + name.split()[0].replace(".", "_").lower()
+        emit_samples(key, lat)
+        v = sorted(lat)
+        note(f"stop-to-exit, stopper.sync {name} (checkpoint mode): median {_fmt_us(v[len(v) // 2])}, "
+             f"p99 {_fmt_us(v[min(len(v) - 1, int(0.99 * len(v)))])} (goal <= 1 ms); "
+             f"the threading/queue original: never (see the unpatched rows of stopper.patch())")
+    progress("stopper.sync stop-to-exit")
+
+
+def bench_patch_stop():
+    n = 5 if SMOKE else 100
+    cases = _patch_cases()
+    baseline = {name: _never_ends(make) for name, make in cases}  # the same code, unpatched
+    stopper.patch()
+    try:
+        for name, make in cases:
+            lat = _stop_to_exit(make, max(3, n // 5) if name in ("Popen.wait", "urlopen (silent server)") else n, name)
+            emit_samples("patch_stop_" + "".join(c if c.isalnum() else "_" for c in name.lower()), lat)
+            v = sorted(lat)
+            unpatched = "never (still blocked 200 ms after the stop)" if baseline[name] else "ended"
+            note(f"stop-to-exit, patched {name}: median {_fmt_us(v[len(v) // 2])}, "
+                 f"p99 {_fmt_us(v[min(len(v) - 1, int(0.99 * len(v)))])} (goal <= 1 ms); unpatched: {unpatched}")
+    finally:
+        stopper.unpatch()
+    progress("stopper.patch() stop-to-exit")
+
+
+def _per_call(fn, n):
+    rng = range(n)
+    t0 = now()
+    for _ in rng:
+        fn()
+    return (now() - t0) / n
+
+
+def bench_sync_lock_cost():
+    import stopper.sync as ss
+
+    rounds = 3 if SMOKE else 15
+    n = 2_000 if SMOKE else 200_000
+    ours, theirs = ss.Lock(), threading.Lock()
+    va, vb = [], []
+    for r in range(rounds + 1):
+        a = _per_call(lambda a=ours.acquire, rl=ours.release: (a(), rl()), n)
+        b = _per_call(lambda a=theirs.acquire, rl=theirs.release: (a(), rl()), n)
+        if r:
+            va.append(a)
+            vb.append(b)
+    emit(kind="pair", id="sync_lock_uncontended", a=va, b=vb)
+    ma, mb = sorted(va)[len(va) // 2], sorted(vb)[len(vb) // 2]
+    note(f"uncontended acquire+release: stopper.sync.Lock {ma:.0f} ns vs threading.Lock {mb:.0f} ns "
+         f"= {ma / mb:.2f}x (goal <= 3x; both through a lambda calling the bound methods)")
+
+    def with_ours(lk=ours):
+        with lk:
+            pass
+
+    def with_theirs(lk=theirs):
+        with lk:
+            pass
+
+    wa = sorted(_per_call(with_ours, n) for _ in range(rounds))[rounds // 2]
+    wb = sorted(_per_call(with_theirs, n) for _ in range(rounds))[rounds // 2]
+    note(f"uncontended `with lock:`: stopper.sync.Lock {wa:.0f} ns vs threading.Lock {wb:.0f} ns = {wa / wb:.2f}x")
+    progress("stopper.sync.Lock cost")
+
+
+def bench_patch_overhead():
+    import select
+
+    from stopper import _patch_calls as _patch
+
+    rounds = 3 if SMOKE else 7
+    n = 2_000 if SMOKE else 30_000
+    fn = lambda: select.select([], [], [], 0)  # noqa: E731
+    orig, patched = [], []
+    for _ in range(rounds):  # interleaved, so that the machine's load hits both alike
+        orig.append(_per_call(fn, n))
+        stopper.patch()
+        try:
+            patched.append(_per_call(fn, n))
+        finally:
+            stopper.unpatch()
+    emit(kind="pair", id="patch_overhead_select", a=patched, b=orig)
+    mp, mo = min(patched), min(orig)  # best round: the least disturbed by the machine's load
+    note(f"patched select.select([], [], [], 0) outside any scope: {mp:.0f} ns vs original {mo:.0f} ns "
+         f"(best of {rounds} interleaved rounds): +{(mp - mo) / 1000:.3f} us per call (goal <= 0.2 us); "
+         f"medians {sorted(patched)[rounds // 2]:.0f} vs {sorted(orig)[rounds // 2]:.0f} ns")
+    local = _patch._local
+    read = sorted(_per_call(lambda: local.cp, n * 5) for _ in range(rounds))[rounds // 2]
+    empty = sorted(_per_call(lambda: None, n * 5) for _ in range(rounds))[rounds // 2]
+    note(f"the thread-local check alone: {read - empty:.0f} ns per call over an empty Python call "
+         f"({empty:.0f} ns here: the patched wrapper's own frame costs about that much again)")
+    progress("stopper.patch() overhead outside scopes")
+
+
 def guarded(fn, *args):
     try:
         fn(*args)
@@ -899,6 +1197,11 @@ def main():
     ok &= guarded(timers_vs_deadlines, have)
     if have:
         frameworks()
+    if have and hasattr(stopper, "patch"):  # stopper.sync / stopper.patch(); patch() goes last
+        guarded(bench_sync_lock_cost)
+        guarded(bench_patch_overhead)
+        guarded(bench_sync_stop)
+        guarded(bench_patch_stop)
     # The reference (standard-library) measurements must work; a failure there is a bench bug.
     sys.exit(0 if ok else 1)
 

@@ -400,6 +400,31 @@ def frameworks_table(r):
     return table("Part 3b. Python: cancel means stop (executor, asyncio, subprocess, serve, gRPC)", rows)
 
 
+def sync_patch_table(r):
+    rows = []
+    if "sync_lock_uncontended" in r:
+        a, b, ratio = pair_stats(r["sync_lock_uncontended"])
+        rows.append(ratio_row("uncontended acquire+release: stopper.sync.Lock vs threading.Lock", a, b, ratio, 3.0))
+    else:
+        rows.append(missing_row("uncontended acquire+release: stopper.sync.Lock vs threading.Lock"))
+    if "patch_overhead_select" in r:
+        a, b, ratio = pair_stats(r["patch_overhead_select"])
+        rows.append((f"patched select.select outside any scope vs the original (+{fmt_ns(a - b)})", fmt_ns(a),
+                     fmt_ns(b), fmt_ratio(ratio), "<= +200 ns", verdict(a - b <= 200)))
+    else:
+        rows.append(missing_row("patched call outside any scope vs the original"))
+    for prefix, what in (("sync_stop_", "stopper.sync"), ("patch_stop_", "patched")):
+        keys = sorted(k for k in r if k.startswith(prefix))
+        if not keys:
+            rows.append(missing_row(f"stop-to-exit, {what} blocking calls"))
+        for k in keys:
+            st = r[k]
+            rows.append((f"stop-to-exit, {what} {k[len(prefix):]}, median (p99)",
+                         f"{fmt_ns(st['p50'])} ({fmt_ns(st['p99'])})", "never ends (unpatched)", "-",
+                         "stopper <= 1 ms", verdict(st["p50"] <= 1e6)))
+    return table("Part 3c. Python: stopper.sync and stopper.patch() (checkpoint mode)", rows)
+
+
 # ---------------------------------------------------------------- part 4: processes
 
 
@@ -626,6 +651,7 @@ def main():
     report.append(timechan_table(r, rates, chan_cfgs))
     report.append(python_table(r))
     report.append(frameworks_table(r))
+    report.append(sync_patch_table(r))
     report.append(proc_table(r))
     report.append(rust_async_table(r))
     text = "\n".join(report)

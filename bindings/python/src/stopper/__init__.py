@@ -91,3 +91,18 @@ def serve(server, s):  # type: ignore[no-untyped-def]
 
 
 __all__.append("serve")
+
+# ---- stopper.sync and stopper.patch() (kept at the end: these lines belong to that change).
+# stopper.sync loads on first use, so that `import stopper` stays light.
+from ._patch import is_patched, patch, unpatch  # noqa: E402
+
+
+def __getattr__(name: str) -> object:
+    if name == "sync":  # `stopper.sync` without an explicit `import stopper.sync`
+        import importlib
+
+        return importlib.import_module(__name__ + ".sync")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ += ["sync", "patch", "unpatch", "is_patched"]
