@@ -291,6 +291,22 @@ def timechan_table(r, rates, chan_cfgs):
 # ---------------------------------------------------------------- part 3: Python
 
 
+def stop_to_exit_rows(r, cases, limit_ns, goal_text, no_ref="never ends"):
+    """One row per (stopper id, reference id, label): stopper's median (p99) against the
+    reference's, the goal on stopper's median."""
+    rows = []
+    for st_id, ref_id, label in cases:
+        st, rf = r.get(st_id), r.get(ref_id)
+        ref = f"{fmt_ns(rf['p50'])} ({fmt_ns(rf['p99'])})" if rf else no_ref
+        if not st:
+            rows.append((label + ", median (p99)", "n/a", ref, "n/a", goal_text, "n/a"))
+            continue
+        ratio = st["p50"] / rf["p50"] if rf else None
+        rows.append((label + ", median (p99)", f"{fmt_ns(st['p50'])} ({fmt_ns(st['p99'])})", ref,
+                     fmt_ratio(ratio), goal_text, verdict(st["p50"] <= limit_ns)))
+    return rows
+
+
 def python_table(r):
     rows = []
     if "py_is_set" in r:
@@ -326,21 +342,11 @@ def python_table(r):
                      f"{fmt_ns(pe['p50'])} ({fmt_ns(pe['p99'])})", "n/a", "-", "n/a"))
     period = r.get("recipe_sleep_period", {}).get("value", 1.0)
     qto = r.get("recipe_queue_timeout", {}).get("value", 0.5)
-    for rec_id, st_id, label in (
-        ("recipe_sleep_loop", "stopper_sleep_loop", f"stop-to-exit: time.sleep({period:g}) loop -> s.wait({period:g})"),
-        ("recipe_queue_get", "stopper_queue_get", f"stop-to-exit: queue.get(timeout={qto:g}) -> Channel.get(stopper=s)"),
-        ("recipe_event_wait", "stopper_event_wait", "stop-to-exit: Event.wait(1.0) (Cookbook) -> s.wait(1.0)"),
-    ):
-        rc, st = r.get(rec_id), r.get(st_id)
-        if st:
-            ratio = st["p50"] / rc["p50"] if rc else None
-            rows.append((label + ", median (p99)", f"{fmt_ns(st['p50'])} ({fmt_ns(st['p99'])})",
-                         f"{fmt_ns(rc['p50'])} ({fmt_ns(rc['p99'])})" if rc else "n/a",
-                         fmt_ratio(ratio),
-                         "stopper <= 1 ms", verdict(st["p50"] <= 1e6)))
-        elif rc:
-            rows.append((label + ", median (p99)", "n/a", f"{fmt_ns(rc['p50'])} ({fmt_ns(rc['p99'])})", "n/a",
-                         "stopper <= 1 ms", "n/a"))
+    rows += stop_to_exit_rows(r, (
+        ("stopper_sleep_loop", "recipe_sleep_loop", f"stop-to-exit: time.sleep({period:g}) loop -> s.wait({period:g})"),
+        ("stopper_queue_get", "recipe_queue_get", f"stop-to-exit: queue.get(timeout={qto:g}) -> Channel.get(stopper=s)"),
+        ("stopper_event_wait", "recipe_event_wait", "stop-to-exit: Event.wait(1.0) (Cookbook) -> s.wait(1.0)"),
+    ), 1e6, "stopper <= 1 ms", no_ref="n/a")
     rs, rr = r.get("raise_stopper_wait"), r.get("raise_recipe_sleep")
     rp = r.get("raise_recipe_period", {}).get("value", 0.5)
     if rs or rr:
@@ -364,21 +370,6 @@ def python_table(r):
                      f"{ta['value']:.1f} us" if ta else "n/a",
                      fmt_ratio(da["value"] / ta["value"]) if da and ta and ta["value"] > 0 else "n/a", "-", "info"))
     return table("Part 3. Python: the stopper package vs the recipes (shared/RECIPES.md)", rows)
-
-
-def stop_to_exit_rows(r, cases, limit_ns, goal_text):
-    """One row per case: stopper's median (p99) against the reference's, goal on the median."""
-    rows = []
-    for st_id, ref_id, label in cases:
-        st, rf = r.get(st_id), r.get(ref_id)
-        if not st:
-            rows.append(missing_row(label))
-            continue
-        ratio = st["p50"] / rf["p50"] if rf else None
-        rows.append((label + ", median (p99)", f"{fmt_ns(st['p50'])} ({fmt_ns(st['p99'])})",
-                     f"{fmt_ns(rf['p50'])} ({fmt_ns(rf['p99'])})" if rf else "never ends",
-                     fmt_ratio(ratio), goal_text, verdict(st["p50"] <= limit_ns)))
-    return rows
 
 
 def frameworks_table(r):
