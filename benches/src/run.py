@@ -404,14 +404,15 @@ def sync_patch_table(r):
                      fmt_ns(b), fmt_ratio(ratio), "<= +200 ns", verdict(a - b <= 200)))
     else:
         rows.append(missing_row("patched call outside any scope vs the original"))
-    for prefix, what in (("sync_stop_", "stopper.sync"), ("patch_stop_", "patched")):
+    for prefix, what, ref in (("sync_stop_", "stopper.sync", "never ends (threading/queue)"),
+                              ("patch_stop_", "patched", "never ends (unpatched)")):
         keys = sorted(k for k in r if k.startswith(prefix))
         if not keys:
             rows.append(missing_row(f"stop-to-exit, {what} blocking calls"))
         for k in keys:
             st = r[k]
             rows.append((f"stop-to-exit, {what} {k[len(prefix):]}, median (p99)",
-                         f"{fmt_ns(st['p50'])} ({fmt_ns(st['p99'])})", "never ends (unpatched)", "-",
+                         f"{fmt_ns(st['p50'])} ({fmt_ns(st['p99'])})", ref, "-",
                          "stopper <= 1 ms", verdict(st["p50"] <= 1e6)))
     return table("Part 3c. Python: stopper.sync and stopper.patch() (checkpoint mode)", rows)
 
