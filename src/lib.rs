@@ -30,6 +30,7 @@ mod chan;
 mod fdwait;
 pub mod ffi;
 mod process;
+mod rc;
 pub mod service;
 mod shared;
 mod signal;

@@ -14,7 +14,9 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
+
+use crate::rc::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use crate::status::Status;

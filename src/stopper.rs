@@ -17,7 +17,8 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+
+use crate::rc::{Arc, Weak};
 
 use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Condvar, Mutex, MutexGuard};
 
@@ -78,6 +79,35 @@ impl RawFn {
     }
 }
 
+/// A wake-up run right after the flag is set (under the stopper's lock: it only wakes).
+pub(crate) enum Waker {
+    /// Sets the word to 1 and wakes its futex sleepers (`wait_any`).
+    Word(Arc<AtomicU32>),
+    /// Wakes the service thread (a `stop_on_signal` registration to drop).
+    Kick,
+    /// Bumps a channel side's futex word and wakes its sleepers. The word outlives the
+    /// registration: the blocked operation removes it before it returns.
+    Bump(NonNull<std::sync::atomic::AtomicU32>),
+}
+
+impl Waker {
+    fn wake(&self) {
+        match self {
+            Waker::Word(w) => {
+                w.store(1, Ordering::Release);
+                futex::wake_all(w, false);
+            }
+            Waker::Kick => service::kick(),
+            Waker::Bump(w) => {
+                // SAFETY: see the variant: registered only while the word lives.
+                let w = unsafe { w.as_ref() };
+                w.fetch_add(1, Ordering::SeqCst);
+                sys::futex_wake_all(w, false);
+            }
+        }
+    }
+}
+
 pub(crate) enum Action {
     Raw(RawFn),
     Boxed(Box<dyn FnOnce(i32) + Send>),
@@ -101,7 +131,7 @@ pub(crate) struct Slow {
     pub(crate) children: OrderedSlab<Weak<Inner>>,
     pub(crate) parents: Vec<(Arc<Inner>, u64)>,
     /// Wake-ups for `wait_any` and channel operations: run right after the flag is set.
-    pub(crate) wakers: OrderedSlab<Arc<dyn Fn() + Send + Sync>>,
+    pub(crate) wakers: OrderedSlab<Waker>,
     pub(crate) workers: Vec<Worker>,
     pub(crate) pending_spawns: usize,
     pub(crate) next_worker_key: u64,
@@ -112,9 +142,6 @@ pub(crate) struct Slow {
     pub(crate) cv_waiters: u32,
     /// Keeps a shared stopper's mapping alive (see `shared`).
     pub(crate) backing: Option<Box<dyn Send + Sync>>,
-    /// Disconnected at the stop, so channel operations can select on the stop.
-    pub(crate) stop_tx: Option<crossbeam_channel::Sender<()>>,
-    pub(crate) stop_rx: Option<crossbeam_channel::Receiver<()>>,
 }
 
 /// The object behind a `stopper *`.
@@ -180,8 +207,9 @@ impl Inner {
         parents
     }
 
-    fn new_with(shared_cell: Option<NonNull<SharedCell>>) -> Arc<Inner> {
-        Arc::new(Inner {
+    /// A new stopper's counted box; `None` when memory cannot be had.
+    fn try_new_with(shared_cell: Option<NonNull<SharedCell>>) -> Option<Arc<Inner>> {
+        Arc::try_new(Inner {
             shared_cell,
             local: Cell::default(),
             local_flag: AtomicU8::new(0),
@@ -189,6 +217,7 @@ impl Inner {
             cv: Condvar::new(),
             actions: AtomicU8::new(ACTIONS_IDLE),
         })
+        .ok()
     }
 
     #[inline]
@@ -234,13 +263,21 @@ impl Inner {
         self.slow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Locks the slow part, allocating it if needed.
-    pub(crate) fn lock_slow(&self) -> SlowGuard<'_> {
+    /// Locks the slow part, allocating it if needed; `NoMem` when memory cannot be had.
+    pub(crate) fn try_lock_slow(&self) -> Result<SlowGuard<'_>, Status> {
         let mut g = self.lock();
         if g.is_none() {
-            *g = Some(Box::default());
+            *g = Some(crate::rc::try_box(Slow::default()).map_err(|_| Status::NoMem)?);
         }
-        SlowGuard(g)
+        Ok(SlowGuard(g))
+    }
+
+    /// Locks the slow part, allocating it if needed. Used where it exists already (a worker
+    /// inside, a callback running, a deadline armed), or where out of memory is Rust's usual
+    /// `handle_alloc_error`.
+    pub(crate) fn lock_slow(&self) -> SlowGuard<'_> {
+        self.try_lock_slow()
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Slow>()))
     }
 
     /// Waits on `cv` (keeping `cv_waiters` right); returns the guard and whether it timed out.
@@ -302,10 +339,14 @@ impl Inner {
             }
         }
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Records the stop; true for the call that stopped it. Everything the stop does in this
     /// process is done when it returns, on this thread when it won.
-    pub(crate) fn stop(self: &Arc<Self>, reason: i32) -> bool {
+    pub(crate) fn stop(&self, reason: i32) -> bool {
         // A callback may release the caller's last reference: keep the stopper alive until
         // the stop is complete.
         let keep = Arc::clone(self);
@@ -321,7 +362,9 @@ impl Inner {
         }
         false
     }
+}
 
+impl Inner {
     /// Decides the winner (compare-and-swap on the reason), takes this process's stop actions
     /// for itself, and only then publishes the flag (so a watcher woken by the flag never takes
     /// them from the stopping thread). A loser returns false only once the flag is visible, so
@@ -383,10 +426,14 @@ impl Inner {
         // SAFETY: as in `cell`.
         self.shared_cell.map(|p| unsafe { &p.as_ref().watch })
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Runs this process's stop actions unless another thread already took them (the watcher
     /// for a shared stopper stopped by another process, or a late opener of one).
-    pub(crate) fn run_stop_actions(self: &Arc<Self>, reason: i32) {
+    pub(crate) fn run_stop_actions(&self, reason: i32) {
         if self
             .actions
             .compare_exchange(
@@ -410,7 +457,7 @@ impl Inner {
     /// hooks and callbacks. A panicking (Rust) hook or callback, of this stopper or of any
     /// child, stops nothing else: every other action runs and every stopper is marked done,
     /// then the first panic resumes.
-    fn do_stop_actions(self: &Arc<Self>, reason: i32) {
+    fn do_stop_actions(&self, reason: i32) {
         let mut first_panic: Option<crate::workers::Panic> = None;
         // Stoppers whose children are being stopped, innermost last; `self` is below them all.
         let mut stack: Vec<Arc<Inner>> = Vec::new();
@@ -463,7 +510,7 @@ impl Inner {
     }
 
     /// `do_stop_actions` for a stopper already claimed and begun (the walk's fallback).
-    fn finish_children_then_actions(self: &Arc<Self>, reason: i32) {
+    fn finish_children_then_actions(&self, reason: i32) {
         let mut first_panic = None;
         while let Some(c) = self.next_child() {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -477,7 +524,9 @@ impl Inner {
             std::panic::resume_unwind(p);
         }
     }
+}
 
+impl Inner {
     /// Step 1 of the stop: waiters in `wait_any` and channel operations are woken; the
     /// deadline, which can no longer do anything, is cancelled (it would keep the stopper and
     /// the service thread alive).
@@ -485,8 +534,7 @@ impl Inner {
         let deadline = {
             let mut g = self.lock();
             let Some(slow) = g.as_mut() else { return };
-            slow.wakers.for_each(|_, w| w());
-            slow.stop_tx.take();
+            slow.wakers.for_each(|_, w| w.wake());
             slow.deadline.take()
         };
         if let Some((due, id)) = deadline {
@@ -506,10 +554,14 @@ impl Inner {
             }
         }
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Steps 3 to 5 (fd, hooks, callbacks), then the actions are marked done. Returns the
     /// first panic of a (Rust) hook or callback, after all of them ran.
-    fn finish_stop_actions(self: &Arc<Self>, reason: i32) -> Option<crate::workers::Panic> {
+    fn finish_stop_actions(&self, reason: i32) -> Option<crate::workers::Panic> {
         let mut first_panic = None;
         let present = {
             let g = self.lock();
@@ -551,15 +603,23 @@ impl Inner {
         }
         first_panic
     }
+}
 
-    /// Registers a callback; gives it back when already stopped (the caller runs it inline).
-    pub(crate) fn register(&self, action: Action) -> Result<u64, Action> {
+impl Inner {
+    /// Registers a callback; gives it back with `Stopped` when already stopped (the caller
+    /// runs it inline), with `NoMem` when memory cannot be had.
+    pub(crate) fn register(&self, action: Action) -> Result<u64, (Status, Action)> {
         service::after_fork_check();
-        let mut g = self.lock_slow();
+        let mut g = match self.try_lock_slow() {
+            Ok(g) => g,
+            Err(st) => return Err((st, action)),
+        };
         if self.is_set() {
-            return Err(action);
+            return Err((Status::Stopped, action));
         }
-        Ok(g.callbacks.push(action))
+        g.callbacks
+            .try_push(action)
+            .map_err(|action| (Status::NoMem, action))
     }
 
     pub(crate) fn unregister(&self, id: u64) -> Status {
@@ -599,12 +659,13 @@ impl Inner {
         }
     }
 
-    pub(crate) fn add_waker(&self, w: Arc<dyn Fn() + Send + Sync>) -> Option<u64> {
-        let mut g = self.lock_slow();
+    /// Adds a wake-up for the stop: `Err(Stopped)` when already stopped, `Err(NoMem)`.
+    pub(crate) fn add_waker(&self, w: Waker) -> Result<u64, Status> {
+        let mut g = self.try_lock_slow()?;
         if self.is_set() {
-            return None;
+            return Err(Status::Stopped);
         }
-        Some(g.wakers.push(w))
+        g.wakers.try_push(w).map_err(|_| Status::NoMem)
     }
 
     pub(crate) fn remove_waker(&self, id: u64) {
@@ -613,23 +674,11 @@ impl Inner {
         }
     }
 
-    /// A receiver that becomes disconnected (ready) at the stop; `None` when already stopped.
-    pub(crate) fn stop_receiver(&self) -> Option<crossbeam_channel::Receiver<()>> {
-        let mut g = self.lock_slow();
-        if self.is_set() {
-            return None;
-        }
-        if g.stop_rx.is_none() {
-            let (tx, rx) = crossbeam_channel::bounded(0);
-            g.stop_tx = Some(tx);
-            g.stop_rx = Some(rx);
-        }
-        g.stop_rx.clone()
-    }
-
     /// The stopper's eventfd, created on first use; readable from the stop on.
     pub(crate) fn fd(&self) -> std::io::Result<RawFd> {
-        let mut g = self.lock_slow();
+        let mut g = self
+            .try_lock_slow()
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
         if let Some(fd) = &g.fd {
             return Ok(fd.as_raw_fd());
         }
@@ -643,12 +692,19 @@ impl Inner {
         g.fd = Some(fd);
         Ok(raw)
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Arms (delay > 0), fires (delay 0: a deadline already passed, so the stop is done on
     /// this thread before the call returns) or disarms (delay < 0) the deadline.
-    pub(crate) fn stop_after(self: &Arc<Self>, delay_ns: i64, reason: i32) -> Status {
+    pub(crate) fn stop_after(&self, delay_ns: i64, reason: i32) -> Status {
         let reason = if reason == 0 { REASON_DEADLINE } else { reason };
-        let mut g = self.lock_slow();
+        let mut g = match self.try_lock_slow() {
+            Ok(g) => g,
+            Err(st) => return st,
+        };
         if self.is_set() {
             return Status::Stopped;
         }
@@ -689,7 +745,7 @@ impl Inner {
 
     /// Called by the service thread when deadline `id` comes due. The stop is claimed under
     /// the lock, so a disarm racing with the fire either wins (no stop) or sees the stop.
-    pub(crate) fn deadline_fired(self: &Arc<Self>, id: u64, reason: i32) {
+    pub(crate) fn deadline_fired(&self, id: u64, reason: i32) {
         let won = {
             let mut g = self.lock_slow();
             match g.deadline {
@@ -702,7 +758,9 @@ impl Inner {
             Arc::clone(self).do_stop_actions(reason);
         }
     }
+}
 
+impl Inner {
     /// Nanoseconds to the earliest deadline of this stopper and its ancestors.
     pub(crate) fn remaining_ns(&self) -> i64 {
         if self.is_set() {
@@ -795,16 +853,28 @@ pub enum Wait {
     TimedOut,
 }
 
+/// Rust's answer to an allocation that cannot be had, for the infallible Rust constructors.
+fn out_of_memory() -> ! {
+    std::alloc::handle_alloc_error(std::alloc::Layout::new::<Inner>())
+}
+
 impl Stopper {
-    /// A new, running stopper.
+    /// A new, running stopper. Out of memory is Rust's usual `handle_alloc_error` (see
+    /// [`Stopper::try_new`]).
     pub fn new() -> Stopper {
-        Stopper {
-            inner: Inner::new_with(None),
-        }
+        Stopper::try_new().unwrap_or_else(|_| out_of_memory())
     }
 
+    /// A new, running stopper, or `Err(Status::NoMem)` when memory cannot be had.
+    pub fn try_new() -> Result<Stopper, Status> {
+        Inner::try_new_with(None)
+            .map(|inner| Stopper { inner })
+            .ok_or(Status::NoMem)
+    }
+
+    /// A stopper over a shared page (`shared`); out of memory is `handle_alloc_error`.
     pub(crate) fn with_cell(cell: NonNull<SharedCell>, backing: Box<dyn Send + Sync>) -> Stopper {
-        let inner = Inner::new_with(Some(cell));
+        let inner = Inner::try_new_with(Some(cell)).unwrap_or_else(|| out_of_memory());
         inner.lock_slow().backing = Some(backing);
         Stopper { inner }
     }
@@ -815,34 +885,54 @@ impl Stopper {
         Stopper::linked(&[self])
     }
 
+    /// [`Stopper::child`], or `Err(Status::NoMem)` when memory cannot be had.
+    pub fn try_child(&self) -> Result<Stopper, Status> {
+        Stopper::try_linked(&[self])
+    }
+
     /// A stopper stopped when any of `parents` is, with that parent's reason.
     pub fn linked(parents: &[&Stopper]) -> Stopper {
-        let child = Stopper::new();
+        Stopper::try_linked(parents).unwrap_or_else(|_| out_of_memory())
+    }
+
+    /// [`Stopper::linked`], or `Err(Status::NoMem)` when memory cannot be had (nothing is
+    /// left linked then).
+    pub fn try_linked(parents: &[&Stopper]) -> Result<Stopper, Status> {
+        let child = Stopper::try_new()?;
         for p in parents {
-            if !child.link_to(p) {
+            if !child.link_to(p)? {
                 break; // born stopped
             }
         }
-        child
+        Ok(child)
     }
 
-    /// Links `self` under `parent`; false when the parent was already stopped (and so `self`
-    /// now is).
-    fn link_to(&self, parent: &Stopper) -> bool {
-        let mut pg = parent.inner.lock_slow();
+    /// Links `self` under `parent`; `Ok(false)` when the parent was already stopped (and so
+    /// `self` now is). Memory is reserved on both sides before anything is linked.
+    fn link_to(&self, parent: &Stopper) -> Result<bool, Status> {
+        self.inner
+            .try_lock_slow()?
+            .parents
+            .try_reserve(1)
+            .map_err(|_| Status::NoMem)?;
+        let mut pg = parent.inner.try_lock_slow()?;
         if parent.is_set() {
             let reason = parent.reason();
             drop(pg);
             self.inner.stop(reason);
-            return false;
+            return Ok(false);
         }
-        let id = pg.children.push(Arc::downgrade(&self.inner));
+        let id = pg
+            .children
+            .try_push(Arc::downgrade(&self.inner))
+            .map_err(|_| Status::NoMem)?;
         drop(pg);
+        // Reserved above: no allocation.
         self.inner
             .lock_slow()
             .parents
             .push((Arc::clone(&parent.inner), id));
-        true
+        Ok(true)
     }
 
     /// Stops it; `reason` 0 means [`crate::REASON_REQUESTED`]. True for the call that stopped
@@ -896,7 +986,8 @@ impl Stopper {
                 stopper: Some(self.clone()),
                 id,
             },
-            Err(action) => {
+            Err((Status::NoMem, _)) => out_of_memory(),
+            Err((_, action)) => {
                 action.run(self.reason());
                 Callback {
                     stopper: None,
@@ -906,8 +997,9 @@ impl Stopper {
         }
     }
 
-    /// Registers a raw callback without allocation; `Err(Status::Stopped)` after running it
-    /// inline when already stopped.
+    /// Registers a raw callback (no allocation of its own); `Err(Status::Stopped)` after
+    /// running it inline when already stopped, `Err(Status::NoMem)` (not registered, not run)
+    /// when the callback list cannot grow.
     ///
     /// # Safety
     /// `f.call` must be callable with `f`'s words from any thread until the callback has run
@@ -915,7 +1007,8 @@ impl Stopper {
     pub unsafe fn on_stop_raw(&self, f: RawFn) -> Result<u64, Status> {
         match self.inner.register(Action::Raw(f)) {
             Ok(id) => Ok(id),
-            Err(action) => {
+            Err((Status::NoMem, _)) => Err(Status::NoMem),
+            Err((_, action)) => {
                 action.run(self.reason());
                 Err(Status::Stopped)
             }
@@ -991,24 +1084,35 @@ impl std::os::fd::AsRawFd for Stopper {
 /// Waits until any of `list` stops; `Some(index)` of a stopped one, or `None` on time-out.
 /// `None` entries never stop.
 pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usize> {
+    try_wait_any(list, deadline).unwrap_or_else(|_| out_of_memory())
+}
+
+/// [`wait_any`], or `Err(Status::NoMem)` when the wake-up cannot be registered for lack of
+/// memory (nothing is left registered then).
+pub(crate) fn try_wait_any(
+    list: &[Option<&Stopper>],
+    deadline: Option<u64>,
+) -> Result<Option<usize>, Status> {
     let first = || list.iter().position(|s| s.is_some_and(|s| s.is_set()));
     if let Some(i) = first() {
-        return Some(i);
+        return Ok(Some(i));
     }
     service::after_fork_check();
-    let signal = Arc::new(AtomicU32::new(0));
-    let waker: Arc<dyn Fn() + Send + Sync> = {
-        let signal = Arc::clone(&signal);
-        Arc::new(move || {
-            signal.store(1, Ordering::Release);
-            futex::wake_all(&signal, false);
-        })
-    };
-    let mut registered = Vec::with_capacity(list.len());
+    let signal = Arc::try_new(AtomicU32::new(0)).map_err(|_| Status::NoMem)?;
+    let mut registered = Vec::new();
+    if registered.try_reserve_exact(list.len()).is_err() {
+        return Err(Status::NoMem);
+    }
+    let mut failed = None;
     for s in list.iter().flatten() {
-        match s.inner.add_waker(Arc::clone(&waker)) {
-            Some(id) => registered.push((s, id)),
-            None => {
+        match s.inner.add_waker(Waker::Word(Arc::clone(&signal))) {
+            Ok(id) => registered.push((s, id)),
+            Err(Status::Stopped) => {
+                signal.store(1, Ordering::Release);
+                break;
+            }
+            Err(st) => {
+                failed = Some(st);
                 signal.store(1, Ordering::Release);
                 break;
             }
@@ -1022,7 +1126,11 @@ pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usiz
     for (s, id) in registered {
         s.inner.remove_waker(id);
     }
-    first()
+    match (first(), failed) {
+        (Some(i), _) => Ok(Some(i)),
+        (None, Some(st)) => Err(st),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A registered callback; dropping it unregisters (see [`Stopper::on_stop`]).
