@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use crate::status::Status;
 use crate::stopper::{Stopper, Waker};
@@ -53,6 +53,30 @@ impl Side {
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         sys::futex_wait(&self.seq, seen, deadline, false);
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The queue's guard: unlocks, then leaves the fork gate.
+struct QueueGuard<'a>(std::mem::ManuallyDrop<std::sync::MutexGuard<'a, VecDeque<u64>>>);
+
+impl std::ops::Deref for QueueGuard<'_> {
+    type Target = VecDeque<u64>;
+    fn deref(&self) -> &VecDeque<u64> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for QueueGuard<'_> {
+    fn deref_mut(&mut self) -> &mut VecDeque<u64> {
+        &mut self.0
+    }
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.0) };
+        crate::sync::gate::leave();
     }
 }
 
@@ -105,9 +129,13 @@ impl Channel {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<u64>> {
-        // No user code runs under this lock and no step leaves the queue half changed.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    /// Locks the queue inside the fork gate (`sync::gate`), so a forked child never finds it
+    /// locked. No user code runs under this lock and no step leaves the queue half changed.
+    fn lock(&self) -> QueueGuard<'_> {
+        crate::sync::gate::enter();
+        QueueGuard(std::mem::ManuallyDrop::new(
+            self.queue.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 
     /// Registers (once per blocked operation) a wake-up of `side` on `stopper`.

@@ -365,14 +365,18 @@ pub fn shutdown() {
     }
 }
 
-// Fork handling: hold the library's process-wide locks across fork (shared stoppers' first,
-// then the service's) so the child never inherits one locked by a thread that does not exist
-// there, and mark the threads that did not come along.
+// Fork handling: close the fork gate (no thread holds a stopper's or a channel's lock, see
+// `sync::gate`), then hold the library's process-wide locks across fork (shared stoppers'
+// first, then the service's) so the child never inherits one locked by a thread that does not
+// exist there, and mark the threads that did not come along. The gate closes first: a gated
+// section may take the process-wide locks (a deadline armed under a stopper's lock), never the
+// reverse.
 thread_local! {
     static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, State>>> = const { std::cell::RefCell::new(None) };
 }
 
 fn fork_prepare() {
+    crate::sync::gate::close();
     crate::shared::fork_prepare();
     let g = lock();
     let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
@@ -381,6 +385,7 @@ fn fork_prepare() {
 fn fork_parent() {
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
     crate::shared::fork_parent();
+    crate::sync::gate::open();
 }
 
 fn fork_child() {
@@ -399,7 +404,19 @@ fn fork_child() {
         }
     });
     crate::shared::fork_child();
+    crate::sync::gate::open_in_child();
 }
+
+/// Registers the fork handlers when the library is loaded, before any thread can use it, so
+/// that no fork can find their registration half done (`register_fork_handlers` also runs
+/// lazily, for a build where this constructor is not linked in).
+extern "C" fn stopper_on_load() {
+    register_fork_handlers();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static STOPPER_INIT: extern "C" fn() = stopper_on_load;
 
 /// Keeps a thread handle that belonged to the parent process, for good (see `fork_child`).
 pub(crate) fn abandon(h: JoinHandle<()>) {

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 
 use crate::rc::{Arc, Weak};
 
-use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Condvar, Mutex, MutexGuard};
+use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Gated, Mutex};
 
 use crate::slab::{Fate, OrderedSlab};
 use crate::status::Status;
@@ -138,9 +138,10 @@ pub(crate) struct Slow {
     pub(crate) fd: Option<OwnedFd>,
     /// Armed deadline: (due on the monotonic clock, service timer id).
     pub(crate) deadline: Option<(u64, u64)>,
-    /// Threads blocked on `Inner::cv`; notify only when nonzero (a notify is a system call).
+    /// Threads blocked in `Inner::cv_wait`; notify only when nonzero (a wake is a system call).
     pub(crate) cv_waiters: u32,
     /// Keeps a shared stopper's mapping alive (see `shared`).
+    #[allow(dead_code)] // held, never read: dropping it unmaps the page
     pub(crate) backing: Option<Box<dyn Send + Sync>>,
 }
 
@@ -154,11 +155,13 @@ pub struct Inner {
     /// the wider atomics on the futex word (a mixed-size access the memory model forbids).
     local_flag: AtomicU8,
     slow: Mutex<Option<Box<Slow>>>,
-    pub(crate) cv: Condvar,
+    /// Bumped by `notify`; `cv_wait` sleeps on it (a futex word, not a condition variable: a
+    /// waiter re-locks through the fork gate, see `sync::gate`).
+    epoch: AtomicU32,
     /// This process's side of the stop (wakers, children, fd, hooks, callbacks): `IDLE`,
     /// `RUNNING`, `DONE`. For a shared stopper the stop may come from another process: exactly
     /// one thread of this process runs them — the local winner if there is one, else the
-    /// watcher; a losing `stop` waits for `DONE` on `cv`.
+    /// watcher; a losing `stop` waits for `DONE` in `cv_wait`.
     actions: AtomicU8,
 }
 
@@ -208,13 +211,16 @@ impl Inner {
     }
 
     /// A new stopper's counted box; `None` when memory cannot be had.
-    fn try_new_with(shared_cell: Option<NonNull<SharedCell>>) -> Option<Arc<Inner>> {
+    fn try_new_with(
+        shared_cell: Option<NonNull<SharedCell>>,
+        slow: Option<Box<Slow>>,
+    ) -> Option<Arc<Inner>> {
         Arc::try_new(Inner {
             shared_cell,
             local: Cell::default(),
             local_flag: AtomicU8::new(0),
-            slow: Mutex::new(None),
-            cv: Condvar::new(),
+            slow: Mutex::new(slow),
+            epoch: AtomicU32::new(0),
             actions: AtomicU8::new(ACTIONS_IDLE),
         })
         .ok()
@@ -259,8 +265,8 @@ impl Inner {
 
     /// Locks the slow part (which may be absent). Poisoning is ignored: no invariant of the
     /// slow part is left broken across user code, which never runs under this lock.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Box<Slow>>> {
-        self.slow.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> Gated<'_, Option<Box<Slow>>> {
+        Gated::lock(&self.slow)
     }
 
     /// Locks the slow part, allocating it if needed; `NoMem` when memory cannot be had.
@@ -280,37 +286,32 @@ impl Inner {
             .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Slow>()))
     }
 
-    /// Waits on `cv` (keeping `cv_waiters` right); returns the guard and whether it timed out.
+    /// Releases the lock and sleeps until a `notify` (or the deadline), then locks again;
+    /// returns the guard and whether the deadline passed. Callers re-check their condition
+    /// (a wake-up may be for another waiter).
     pub(crate) fn cv_wait<'a>(
         &'a self,
         mut g: SlowGuard<'a>,
         deadline: Option<u64>,
     ) -> (SlowGuard<'a>, bool) {
         g.cv_waiters += 1;
-        let (inner, timed_out) = match deadline {
-            None => (self.cv.wait(g.0).unwrap_or_else(|e| e.into_inner()), false),
-            Some(d) => {
-                let now = sys::now_ns();
-                if now >= d {
-                    (g.0, true)
-                } else {
-                    let dur = std::time::Duration::from_nanos(d - now);
-                    let (g, r) = self
-                        .cv
-                        .wait_timeout(g.0, dur)
-                        .unwrap_or_else(|e| e.into_inner());
-                    (g, r.timed_out())
-                }
-            }
+        // Read under the lock: a `notify` after it (also under the lock) changes it.
+        let seen = self.epoch.load(Ordering::Acquire);
+        drop(g);
+        let timed_out = match deadline {
+            Some(d) if sys::now_ns() >= d => true,
+            _ => futex::wait(&self.epoch, seen, deadline, false) == sys::FutexWait::TimedOut,
         };
-        let mut g = SlowGuard(inner);
+        let mut g = self.lock_slow();
         g.cv_waiters -= 1;
         (g, timed_out)
     }
 
+    /// Wakes the `cv_wait` sleepers; called with the lock held.
     pub(crate) fn notify(&self, slow: &Slow) {
         if slow.cv_waiters > 0 {
-            self.cv.notify_all();
+            self.epoch.fetch_add(1, Ordering::Release);
+            futex::wake_all(&self.epoch, false);
         }
     }
 
@@ -795,7 +796,7 @@ impl Inner {
 }
 
 /// A locked, present slow part.
-pub(crate) struct SlowGuard<'a>(pub(crate) MutexGuard<'a, Option<Box<Slow>>>);
+pub(crate) struct SlowGuard<'a>(pub(crate) Gated<'a, Option<Box<Slow>>>);
 
 impl std::ops::Deref for SlowGuard<'_> {
     type Target = Slow;
@@ -867,15 +868,21 @@ impl Stopper {
 
     /// A new, running stopper, or `Err(Status::NoMem)` when memory cannot be had.
     pub fn try_new() -> Result<Stopper, Status> {
-        Inner::try_new_with(None)
+        Inner::try_new_with(None, None)
             .map(|inner| Stopper { inner })
             .ok_or(Status::NoMem)
     }
 
     /// A stopper over a shared page (`shared`); out of memory is `handle_alloc_error`.
     pub(crate) fn with_cell(cell: NonNull<SharedCell>, backing: Box<dyn Send + Sync>) -> Stopper {
-        let inner = Inner::try_new_with(Some(cell)).unwrap_or_else(|| out_of_memory());
-        inner.lock_slow().backing = Some(backing);
+        // The slow part is made here, not through the lock: this runs under the shared
+        // registry's lock, which a gated section must never be taken under (`sync::gate`).
+        let slow = crate::rc::try_box(Slow {
+            backing: Some(backing),
+            ..Slow::default()
+        })
+        .unwrap_or_else(|_| out_of_memory());
+        let inner = Inner::try_new_with(Some(cell), Some(slow)).unwrap_or_else(|| out_of_memory());
         Stopper { inner }
     }
 

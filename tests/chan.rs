@@ -146,8 +146,10 @@ fn a_channel_of_the_largest_capacity_allocates_nothing_up_front() {
         .map(|_| Channel::with_capacity(stopper::CHANNEL_MAX_CAPACITY).unwrap())
         .collect();
     let grown = vm_bytes().saturating_sub(before);
+    // Preallocated, they took 8 × 256 MiB; the bound leaves room for the address space that
+    // tests running meanwhile on other threads may map (a malloc arena is 64 MiB).
     assert!(
-        grown < 64 << 20,
+        grown < 512 << 20,
         "8 empty channels of the largest capacity took {} MiB of address space",
         grown >> 20
     );

@@ -277,8 +277,14 @@ static int run_one(case_fn fn, long n, bool once) {
     pid_t pid = fork();
     if (pid == 0) {
         alarm(20);
-        /* A wait restarts, in the child, the service thread the parent had (before arming). */
+        /* A wait restarts, in the child, the service thread the parent had; a deadline it
+         * fires shows that it is running (its start, with std's own thread-local set-up, is
+         * not an allocation this test sweeps) before anything is armed. */
         stopper_wait(keep, 0);
+        stopper *probe = stopper_new();
+        stopper_stop_after(probe, 1000000, 0);
+        stopper_wait(probe, -1);
+        stopper_release(probe);
         bool done = fn(n, once);
         fflush(NULL);
         _exit(bad ? 3 : done ? 0 : 1);
