@@ -19,7 +19,7 @@ export STOPPER_PYTHON := $(STOPPER_VENV)/bin/python
 RELEASE_SO := target/release/libstopper.so
 LIB_SO     := build/lib/libstopper.so.$(VERSION)
 
-.PHONY: test-lint test-install test-unload check-loom test-loom bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
+.PHONY: wheel test-pythons test-packaging test-lint test-install test-unload check-loom test-loom bench-smoke header all build lib test test-rust test-header test-c test-cpp test-python demo bench \
         install uninstall clean venv check-header
 
 all: build
@@ -58,8 +58,27 @@ $(STOPPER_VENV)/.ok: bindings/python/requirements-dev.txt
 	$(STOPPER_VENV)/bin/pip install --quiet --disable-pip-version-check -r bindings/python/requirements-dev.txt
 	@touch $@
 
+# ---------------------------------------------------------------- python packaging
+# `make wheel`: the one wheel (py3-none-<platform>, manylinux-tagged by auditwheel) in
+# build/wheelhouse, built by setuptools-rust's cargo run (bindings/python/setup.py); cargo's
+# output stays in build/cargo-python. `make test-pythons`: that wheel on every CPython listed
+# that is installed (pyenv's, or pythonX.Y on PATH), the Python suite in a fresh venv of each.
+# `make test-packaging`: pip install / sdist / wheel / no-cargo / broken-library checks from a
+# fresh copy of the repository, without `make lib` (tests/packaging/test-packaging.sh).
+PYTHON_VERSIONS ?= 3.8 3.9 3.10 3.11 3.12 3.13
+WHEELHOUSE      := build/wheelhouse
+
+wheel:
+	./tests/packaging/build-wheel.sh $(WHEELHOUSE)
+
+test-pythons: wheel
+	./tests/packaging/test-pythons.sh $(WHEELHOUSE) $(PYTHON_VERSIONS)
+
+test-packaging:
+	./tests/packaging/test-packaging.sh
+
 # ---------------------------------------------------------------- tests
-test: test-lint test-rust test-loom test-header test-c test-cpp test-python test-unload test-install test-reliability bench-smoke
+test: test-lint test-rust test-loom test-header test-c test-cpp test-python test-packaging test-unload test-install test-reliability bench-smoke
 	@echo "make test: all suites passed"
 
 # Hygiene gates: formatting, clippy on every target with warnings as errors, rustdoc with
@@ -131,11 +150,16 @@ install: lib
 	install -m 0644 include/stopper.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 bindings/cpp/stopper.hpp $(DESTDIR)$(PREFIX)/include/
 	./scripts/gen-pc.sh "$(PREFIX)" "$(VERSION)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/stopper
+	./scripts/gen-cmake-config.sh $(DESTDIR)$(PREFIX)/lib/cmake/stopper "$(VERSION)"
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libstopper.so* $(DESTDIR)$(PREFIX)/lib/libstopper.a \
 	      $(DESTDIR)$(PREFIX)/include/stopper.h $(DESTDIR)$(PREFIX)/include/stopper.hpp \
-	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/stopper.pc \
+	      $(DESTDIR)$(PREFIX)/lib/cmake/stopper/stopperConfig.cmake \
+	      $(DESTDIR)$(PREFIX)/lib/cmake/stopper/stopperConfigVersion.cmake
+	-rmdir $(DESTDIR)$(PREFIX)/lib/cmake/stopper 2>/dev/null
 
 clean:
 	$(CARGO) clean

@@ -20,6 +20,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::os::fd::RawFd;
+use std::sync::atomic::AtomicI32;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::thread::JoinHandle;
@@ -56,6 +58,8 @@ struct State {
     timers: OrderedSlab<(u64, Timer)>,
     /// (due, id) of every pending timer, earliest on top; also of cancelled ones, skipped.
     heap: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Ids of descriptor watches.
+    next_id: u64,
     running: bool,
     /// The thread is running a timer's action (user code may be on its stack).
     busy: bool,
@@ -63,23 +67,31 @@ struct State {
     thread: Option<JoinHandle<()>>,
     /// Stoppers to stop on a signal; kept alive until stopped (like a deadline).
     signal_stops: Vec<SignalStop>,
+    /// Descriptors polled for readability (process watching: a pidfd is readable once its
+    /// process ended): (id, fd, what to run then, once).
+    fd_watches: Vec<FdWatch>,
 }
+
+/// A descriptor the thread polls: (id, fd, what to run once it is readable).
+type FdWatch = (u64, RawFd, Box<dyn FnOnce() + Send>);
 
 impl State {
     const fn new() -> State {
         State {
             timers: OrderedSlab::new(),
             heap: BinaryHeap::new(),
+            next_id: 0,
             running: false,
             busy: false,
             quit: false,
             thread: None,
             signal_stops: Vec::new(),
+            fd_watches: Vec::new(),
         }
     }
 
     fn has_work(&self) -> bool {
-        !self.timers.is_empty() || !self.signal_stops.is_empty()
+        !self.timers.is_empty() || !self.signal_stops.is_empty() || !self.fd_watches.is_empty()
     }
 
     /// The earliest pending timer (due, id), dropping the heap's stale entries on the way.
@@ -123,8 +135,15 @@ fn lock() -> MutexGuard<'static, State> {
 
 /// Wakes the service thread. Async-signal-safe: an atomic add and a futex wake.
 pub(crate) fn kick() {
-    EPOCH.fetch_add(1, Ordering::Release);
+    EPOCH.fetch_add(1, Ordering::SeqCst);
     sys::futex_wake_all(&EPOCH, false);
+    // The thread may be in `ppoll` (descriptors to watch) instead of the futex wait.
+    if POLLING.load(Ordering::SeqCst) {
+        let fd = WAKE_FD.load(Ordering::Relaxed);
+        if fd >= 0 {
+            sys::eventfd_signal(fd);
+        }
+    }
 }
 
 /// Called from the signal handler: async-signal-safe.
@@ -170,20 +189,18 @@ pub(crate) fn schedule(due: u64, timer: Timer) -> Result<u64, Status> {
 /// kept alive until it stops; once it stops for any reason the entry goes away.
 pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Status> {
     let mut st = lock();
+    // The thread first: a call that fails leaves the signal's disposition as it found it.
+    ensure_thread(&mut st)?;
     let taken = crate::signal::take_for_stop(signo);
     if taken != Status::Ok {
+        drop(st);
+        kick(); // a thread started for nothing ends
         return Err(taken);
     }
     st.signal_stops.push(SignalStop {
         signo,
         target: Arc::clone(&target),
     });
-    if let Err(s) = ensure_thread(&mut st) {
-        let e = st.signal_stops.pop();
-        drop(st);
-        drop(e);
-        return Err(s);
-    }
     drop(st);
     // When the stopper stops some other way, let the thread drop the entry (and maybe exit).
     if target.add_waker(crate::stopper::Waker::Kick).is_err() {
@@ -245,11 +262,10 @@ fn ensure_thread(st: &mut State) -> Result<(), Status> {
     if let Some(h) = st.thread.take() {
         let _ = h.join();
     }
-    let h = std::thread::Builder::new()
-        .name("stopper-service".into())
-        .stack_size(256 * 1024)
-        .spawn(run)
-        .map_err(|_| Status::Os)?;
+    let h = sys::spawn_library_thread("stopper-service", run).map_err(|e| {
+        sys::set_errno(e.raw_os_error().unwrap_or(libc::EAGAIN));
+        Status::Os
+    })?;
     st.running = true;
     st.thread = Some(h);
     Ok(())
@@ -261,6 +277,9 @@ fn run() {
         if st.quit {
             break;
         }
+        // Read before the signals: a signal whose kick comes after this read makes the wait
+        // below return at once (read after them, its kick could be slept through).
+        let epoch = EPOCH.load(Ordering::SeqCst);
         // Signals first: their stops run here, never in the handler.
         let pending = SIGNALS_PENDING.swap(0, Ordering::AcqRel);
         let mut stop_now = Vec::new();
@@ -299,7 +318,7 @@ fn run() {
         let now = sys::now_ns();
         let first = st.first();
         match first {
-            None if st.signal_stops.is_empty() => break,
+            None if st.signal_stops.is_empty() && st.fd_watches.is_empty() => break,
             Some((due, id)) if due <= now => {
                 let timer = st.remove(id).expect("first key is present");
                 st.busy = true;
@@ -308,8 +327,8 @@ fn run() {
                 st = lock();
                 st.busy = false;
             }
+            next if !st.fd_watches.is_empty() => st = poll_fd_watches(st, epoch, next.map(|k| k.0)),
             next => {
-                let epoch = EPOCH.load(Ordering::Acquire);
                 drop(st);
                 sys::futex_wait(&EPOCH, epoch, next.map(|(due, _)| due), false);
                 st = lock();
@@ -380,15 +399,18 @@ fn fork_prepare() {
     crate::shared::fork_prepare();
     let g = lock();
     let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
+    crate::signal::fork_prepare();
 }
 
 fn fork_parent() {
+    crate::signal::fork_done();
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
     crate::shared::fork_parent();
     crate::sync::gate::open();
 }
 
 fn fork_child() {
+    crate::signal::fork_done();
     let _ = FORK_GUARD.try_with(|f| {
         if let Some(mut g) = f.borrow_mut().take() {
             // The thread did not come along: its handle names a thread of the parent, so it
@@ -398,6 +420,7 @@ fn fork_child() {
             }
             g.running = false;
             g.busy = false;
+            renew_wake_fd();
             if g.has_work() {
                 AFTER_FORK.store(true, Ordering::Relaxed);
             }
@@ -407,18 +430,115 @@ fn fork_child() {
     crate::sync::gate::open_in_child();
 }
 
-/// Registers the fork handlers when the library is loaded, before any thread can use it, so
-/// that no fork can find their registration half done (`register_fork_handlers` also runs
-/// lazily, for a build where this constructor is not linked in).
-extern "C" fn stopper_on_load() {
-    register_fork_handlers();
-}
-
-#[used]
-#[link_section = ".init_array"]
-static STOPPER_INIT: extern "C" fn() = stopper_on_load;
-
 /// Keeps a thread handle that belonged to the parent process, for good (see `fork_child`).
 pub(crate) fn abandon(h: JoinHandle<()>) {
     ABANDONED.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+}
+
+// ---- Descriptors the thread polls (process watching). While there are any, the thread waits
+// in `ppoll` on them and on an eventfd that `kick` writes (only while the thread is in `ppoll`:
+// `POLLING` and the epoch form the same no-lost-wake-up handshake as the futex wait).
+
+/// The eventfd that wakes a polling thread; -1 until the first descriptor watch. Kept for the
+/// process's life (a signal handler's `kick` may write it at any moment).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The thread is in (or about to enter) `ppoll`.
+static POLLING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `on_ready` on this thread, once, when `fd` becomes readable (the watch is removed
+/// first). The caller keeps `fd` open until the watch ends (`on_ready` ran or `unwatch_fd`).
+pub(crate) fn watch_fd(fd: RawFd, on_ready: Box<dyn FnOnce() + Send>) -> Result<u64, Status> {
+    let mut st = lock();
+    if WAKE_FD.load(Ordering::Relaxed) < 0 {
+        let wake = sys::eventfd().map_err(|e| {
+            sys::set_errno(e.raw_os_error().unwrap_or(libc::EMFILE));
+            Status::Os
+        })?;
+        WAKE_FD.store(std::os::fd::IntoRawFd::into_raw_fd(wake), Ordering::Relaxed);
+    }
+    ensure_thread(&mut st)?;
+    st.next_id += 1;
+    let id = st.next_id;
+    st.fd_watches.push((id, fd, on_ready));
+    drop(st);
+    kick();
+    Ok(id)
+}
+
+/// Ends watch `id`; returns its action (to be dropped with no lock held) if it had not run.
+pub(crate) fn unwatch_fd(id: u64) -> Option<Box<dyn FnOnce() + Send>> {
+    let mut st = lock();
+    let at = st.fd_watches.iter().position(|w| w.0 == id)?;
+    let (_, _, action) = st.fd_watches.swap_remove(at);
+    drop(st);
+    kick(); // the thread polls one descriptor less (or ends)
+    Some(action)
+}
+
+/// Waits until a watched descriptor is readable, a kick, or the absolute deadline `due`; runs
+/// the actions of the ready ones (unlocked). Takes and gives back the lock.
+fn poll_fd_watches(
+    st: MutexGuard<'static, State>,
+    epoch: u32,
+    due: Option<u64>,
+) -> MutexGuard<'static, State> {
+    let wake = WAKE_FD.load(Ordering::Relaxed);
+    let mut fds = Vec::with_capacity(st.fd_watches.len() + 1);
+    fds.push(libc::pollfd {
+        fd: wake,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ids: Vec<u64> = st.fd_watches.iter().map(|w| w.0).collect();
+    fds.extend(st.fd_watches.iter().map(|w| libc::pollfd {
+        fd: w.1,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
+    drop(st);
+    POLLING.store(true, Ordering::SeqCst);
+    if EPOCH.load(Ordering::SeqCst) == epoch {
+        let _ = sys::poll_until(&mut fds, due);
+    }
+    POLLING.store(false, Ordering::SeqCst);
+    let mut drain = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a local buffer from our non-blocking eventfd.
+    unsafe { libc::read(wake, drain.as_mut_ptr().cast(), 8) };
+    let mut st = lock();
+    let ready: Vec<u64> = ids
+        .iter()
+        .zip(&fds[1..])
+        .filter(|(_, p)| p.revents != 0)
+        .map(|(&id, _)| id)
+        .collect();
+    if ready.is_empty() {
+        return st;
+    }
+    let mut actions = Vec::with_capacity(ready.len());
+    st.fd_watches.retain_mut(|w| {
+        if ready.contains(&w.0) {
+            actions.push(std::mem::replace(&mut w.2, Box::new(|| ())));
+            false
+        } else {
+            true
+        }
+    });
+    st.busy = true;
+    drop(st);
+    for action in actions {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(action));
+    }
+    let mut st = lock();
+    st.busy = false;
+    st
+}
+
+/// In a forked child: the wake eventfd is shared with the parent (a drain here could eat the
+/// parent's wake-up): give the child its own, at the same number.
+fn renew_wake_fd() {
+    POLLING.store(false, Ordering::SeqCst);
+    let old = WAKE_FD.load(Ordering::Relaxed);
+    if old >= 0 && !sys::eventfd_renew(old) {
+        WAKE_FD.store(-1, Ordering::Relaxed);
+    }
 }

@@ -135,11 +135,23 @@ fn create(path: &CString, len: usize) -> Result<Option<(OwnedFd, Mapping)>, Stat
     if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0
         || unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0
     {
+        let errno = std::io::Error::last_os_error().raw_os_error();
         // SAFETY: removing the object we just created.
         unsafe { libc::shm_unlink(path.as_ptr()) };
+        sys::set_errno(errno.unwrap_or(libc::EIO));
         return Err(os_err());
     }
-    let m = map(&fd, len)?;
+    let m = match map(&fd, len) {
+        Ok(m) => m,
+        Err(e) => {
+            // Nothing half-made may keep the name: remove the object this call created.
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            // SAFETY: removing the object we just created.
+            unsafe { libc::shm_unlink(path.as_ptr()) };
+            sys::set_errno(errno.unwrap_or(libc::ENOMEM));
+            return Err(e);
+        }
+    };
     // SAFETY: fresh zero-filled memory of at least size_of::<Page>(); only we know of it
     // until `ready` is published.
     unsafe {
@@ -218,7 +230,8 @@ struct Registered {
 static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
 
 /// Opens (creating if needed) the shared stopper `name`. In one process, opening the same
-/// object twice gives the same stopper.
+/// object twice gives the same stopper. A failed call leaves nothing behind: no object it
+/// created, no mapping, and never a stopper this process's watcher does not hear.
 pub fn open_shared(name: &str) -> Result<Stopper, Status> {
     if !validate_shared_name(name) {
         return Err(refuse());
@@ -238,6 +251,9 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
             return Err(Status::Os);
         }
     }
+    // The watcher first: when no thread can be started (a thread limit), fail now, before
+    // anything exists, rather than hand out a stopper deaf to other processes.
+    let opening = watcher::Opening::begin()?;
     let path = shm_path(name);
     let len = page_len();
     let (fd, mapping) = match create(&path, len)? {
@@ -283,7 +299,10 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
     if stopper.inner.cell().reason.load(Ordering::Acquire) != 0 && !stopper.is_set() {
         stopper.inner.publish_stop();
     }
+    // A state no real stop leaves (a flag without a reason…): complete it as a stop.
+    let _ = settle(&stopper.inner);
     watcher::watch(&stopper.inner);
+    drop(opening);
     // Already stopped by another process before we watched: run our side now.
     if stopper.is_set() {
         stopper
@@ -318,7 +337,100 @@ pub(crate) fn forget(inner: *const Inner) {
     watcher::forget(inner);
 }
 
-/// The watcher did not come along into a forked child: set when it must be restarted there.
+/// Reads a shared stopper's page as a stop or not, completing a stop that no real stop leaves
+/// half done. The page is written by other processes and is not trusted:
+/// - the flag (or the state word's stop bit) without a reason: no stop records its flag before
+///   its reason, so this is a peer's write; the flag may already have been seen by a hot loop,
+///   so it is not undone but completed, with `REASON_REQUESTED`, by whoever records a reason
+///   first (this call, or a concurrent `stop`, which then publishes it itself);
+/// - the state word's stop bit without the flag but with a reason: its stopper publishes it
+///   (or, if it died, the next `stop` or opener finishes it): not a stop yet;
+/// - a reason alone: a stop in progress (or a dead one, as above): not a stop yet.
+///
+/// Returns the stop's reason (never 0) when the page shows a stop.
+fn settle(inner: &Inner) -> Option<i32> {
+    let cell = inner.cell();
+    let flag = inner.is_set();
+    let word = cell.word.load(Ordering::Acquire);
+    if !flag && word & STOPPED == 0 {
+        return None;
+    }
+    let reason = cell.reason.load(Ordering::Acquire);
+    if reason != 0 {
+        return flag.then_some(reason);
+    }
+    match cell.reason.compare_exchange(
+        0,
+        crate::REASON_REQUESTED,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            // Ours to publish: nobody else can have recorded a reason.
+            inner.publish_stop();
+            Some(crate::REASON_REQUESTED)
+        }
+        Err(r) => flag.then_some(r),
+    }
+}
+
+/// Gives this process a private, stopped copy of a stopped shared page, at the same address:
+/// once a stop has happened here, nothing another process does to the object (zeroing it,
+/// truncating and regrowing it) can undo it in this process or fault a read of it. Called by
+/// the watcher once it has completed the stop on the shared page (every step of a stop, so
+/// that a stopping thread of this process that is still between its steps cannot leave the
+/// shared page half-published: its later writes land in the private copy) and woken every
+/// process's waiters there.
+fn freeze(inner: &Inner, reason: i32) {
+    let len = page_len();
+    let page =
+        (inner.cell() as *const crate::stopper::Cell as usize) - std::mem::offset_of!(Page, shared);
+    // SAFETY: a fresh private anonymous mapping, written before anyone can see it.
+    let copy = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if copy == libc::MAP_FAILED {
+        return; // no memory: the stopper keeps its shared view
+    }
+    // SAFETY: `copy` maps `len` >= size_of::<Page>() zeroed, writable bytes nobody else knows.
+    unsafe {
+        let p = copy.cast::<Page>();
+        std::ptr::addr_of_mut!((*p).magic).write(MAGIC);
+        std::ptr::addr_of_mut!((*p).layout).write(LAYOUT);
+        std::ptr::addr_of_mut!((*p).size).write(std::mem::size_of::<Page>() as u32);
+        (*p).ready.store(READY, Ordering::Relaxed);
+        (*p).shared.cell.reason.store(reason, Ordering::Relaxed);
+        (*p).shared.cell.word.store(STOPPED, Ordering::Relaxed);
+        (*p).shared.watch.store(1, Ordering::Relaxed);
+        (*p).shared.flag.store(1, Ordering::Relaxed);
+    }
+    // SAFETY: moves our private page over the shared one in one step (the kernel swaps the
+    // mapping under its lock: a concurrent reader sees the old page or the new one, both
+    // stopped); the stopper (alive: the caller holds it) keeps owning `len` bytes there.
+    let r = unsafe {
+        libc::mremap(
+            copy,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            page as *mut libc::c_void,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        // SAFETY: our own mapping, never shared.
+        unsafe { libc::munmap(copy, len) };
+    }
+}
+
+/// The watcher did not come along into a forked child and could not be started there: set
+/// when a later call must try again.
 static WATCHER_AFTER_FORK: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
@@ -343,6 +455,9 @@ pub(crate) fn fork_parent() {
     let _ = FORK_GUARDS.try_with(|f| f.borrow_mut().take());
 }
 
+/// In the child: the watcher did not come along. When shared stoppers are open, start this
+/// process's own watcher at once, so that a child that only polls a stopper's descriptor (or
+/// never calls the library again) still hears a stop made by another process.
 pub(crate) fn fork_child() {
     let _ = FORK_GUARDS.try_with(|f| {
         if let Some((reg, mut st)) = f.borrow_mut().take() {
@@ -350,7 +465,8 @@ pub(crate) fn fork_child() {
                 crate::service::abandon(h);
             }
             st.running = false;
-            if !st.list.is_empty() {
+            st.opening = 0; // the parent's openers did not come along
+            if !st.list.is_empty() && watcher::ensure_running(&mut st).is_err() {
                 WATCHER_AFTER_FORK.store(true, Ordering::Relaxed);
             }
             drop(st);
@@ -359,10 +475,10 @@ pub(crate) fn fork_child() {
     });
 }
 
-/// In a forked child that inherited open shared stoppers: start this process's watcher.
+/// In a forked child whose watcher could not be started at the fork: try again.
 pub(crate) fn after_fork_check() {
-    if WATCHER_AFTER_FORK.swap(false, Ordering::Relaxed) {
-        watcher::restart();
+    if WATCHER_AFTER_FORK.load(Ordering::Relaxed) && watcher::restart() {
+        WATCHER_AFTER_FORK.store(false, Ordering::Relaxed);
     }
 }
 
@@ -373,6 +489,9 @@ mod watcher {
     #[derive(Default)]
     pub(crate) struct State {
         pub(super) list: Vec<(*const Inner, Weak<Inner>)>,
+        /// `open_shared` calls in progress: they keep the thread from ending (it is started
+        /// before the object is made, so a failure to start it leaves nothing behind).
+        pub(super) opening: usize,
         pub(super) running: bool,
         pub(super) thread: Option<JoinHandle<()>>,
     }
@@ -382,6 +501,7 @@ mod watcher {
 
     static STATE: Mutex<State> = Mutex::new(State {
         list: Vec::new(),
+        opening: 0,
         running: false,
         thread: None,
     });
@@ -395,51 +515,86 @@ mod watcher {
 
     /// Whether this kernel lets us wait on many futexes at once (probed once: an empty
     /// `futex_waitv` is EINVAL where the call exists, ENOSYS or EPERM where it does not).
+    /// A plain atomic, not a lazy lock: a fork during the probe must not leave the child a
+    /// lock nobody will release.
     pub(super) fn supported() -> bool {
-        static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *SUPPORTED.get_or_init(|| match sys::futex_waitv(&[]) {
-            Err(e) => !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)),
-            Ok(()) => true,
-        })
+        static SUPPORTED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        match SUPPORTED.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let yes = match sys::futex_waitv(&[]) {
+                    Err(e) => !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)),
+                    Ok(()) => true,
+                };
+                SUPPORTED.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+                yes
+            }
+        }
     }
 
     pub(super) fn lock() -> std::sync::MutexGuard<'static, State> {
         STATE.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// An `open_shared` in progress: the watcher runs (or the call fails now) and stays until
+    /// it ends.
+    pub(super) struct Opening(());
+
+    impl Opening {
+        pub(super) fn begin() -> Result<Opening, Status> {
+            crate::service::register_fork_handlers();
+            let mut st = lock();
+            ensure_running(&mut st)?;
+            st.opening += 1;
+            Ok(Opening(()))
+        }
+    }
+
+    impl Drop for Opening {
+        fn drop(&mut self) {
+            let mut st = lock();
+            st.opening = st.opening.saturating_sub(1);
+            drop(st);
+            kick(); // an idle watcher may end now
+        }
+    }
+
+    /// Adds a stopper to the watched list (the caller holds an `Opening`: the thread runs).
     pub(super) fn watch(inner: &Arc<Inner>) {
-        crate::service::register_fork_handlers();
         let mut st = lock();
         st.list.push((Arc::as_ptr(inner), Arc::downgrade(inner)));
-        ensure_running(&mut st);
         drop(st);
         kick();
     }
 
-    /// Starts the watcher again (a forked child) if shared stoppers are open.
-    pub(super) fn restart() {
+    /// Starts the watcher again (a forked child) if shared stoppers are open; false when
+    /// that failed (a later call tries again).
+    pub(super) fn restart() -> bool {
         let mut st = lock();
-        if !st.list.is_empty() {
-            ensure_running(&mut st);
-        }
+        let ok = st.list.is_empty() || ensure_running(&mut st).is_ok();
         drop(st);
         kick();
+        ok
     }
 
-    fn ensure_running(st: &mut State) {
+    pub(super) fn ensure_running(st: &mut State) -> Result<(), Status> {
         if st.running {
-            return;
+            return Ok(());
         }
         if let Some(h) = st.thread.take() {
             let _ = h.join();
         }
-        if let Ok(h) = std::thread::Builder::new()
-            .name("stopper-watch".into())
-            .stack_size(256 * 1024)
-            .spawn(run)
-        {
-            st.running = true;
-            st.thread = Some(h);
+        match sys::spawn_library_thread("stopper-watch", run) {
+            Ok(h) => {
+                st.running = true;
+                st.thread = Some(h);
+                Ok(())
+            }
+            Err(e) => {
+                sys::set_errno(e.raw_os_error().unwrap_or(libc::EAGAIN));
+                Err(Status::Os)
+            }
         }
     }
 
@@ -451,12 +606,49 @@ mod watcher {
         kick();
     }
 
+    /// What the watcher makes of one stopper's page.
+    enum Look {
+        /// Stopped, with this reason (never 0).
+        Stopped(i32),
+        /// Not stopped: sleep while the watcher word holds this value.
+        Sleep(u32),
+    }
+
+    /// Reads one page. The watcher word is only a wake-up: a stop is what `settle` says. A
+    /// word a peer set without a stop is put back to 0 (so that a real stop, which stores 1,
+    /// changes it and cannot be slept through), and the page is read again after that.
+    fn look(inner: &Inner) -> Look {
+        let watch = inner.watch_word().expect("watched stoppers are shared");
+        for _ in 0..8 {
+            // The watcher word is set after the flag: read it first, then the page.
+            let v = watch.load(Ordering::Acquire);
+            if let Some(reason) = settle(inner) {
+                return Look::Stopped(reason);
+            }
+            if v == 0 {
+                return Look::Sleep(0);
+            }
+            if watch
+                .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // A stop that stored its 1 before our reset set its flag before that: seen now.
+                return match settle(inner) {
+                    Some(reason) => Look::Stopped(reason),
+                    None => Look::Sleep(0),
+                };
+            }
+        }
+        // A peer rewriting the word without pause: sleep on what it holds now.
+        Look::Sleep(watch.load(Ordering::Acquire))
+    }
+
     fn run() {
         loop {
             let epoch = EPOCH.load(Ordering::Acquire);
             let weaks: Vec<Weak<Inner>> = {
                 let mut st = STATE.lock().unwrap_or_else(|e| e.into_inner());
-                if st.list.is_empty() {
+                if st.list.is_empty() && st.opening == 0 {
                     st.running = false;
                     return;
                 }
@@ -471,34 +663,38 @@ mod watcher {
             let mut stopped = Vec::new();
             for w in &weaks {
                 let Some(inner) = w.upgrade() else { continue };
-                let watch = inner.watch_word().expect("watched stoppers are shared");
-                // The watch word is set after the flag: read it first, then the flag.
-                let v = watch.load(Ordering::Acquire);
-                if v != 0 || inner.is_set() {
-                    stopped.push(inner);
-                    continue;
+                match look(&inner) {
+                    Look::Stopped(reason) => stopped.push((inner, reason)),
+                    Look::Sleep(val) => waiters.push(sys::FutexWaitv {
+                        val: u64::from(val),
+                        uaddr: inner.watch_word().expect("shared") as *const _ as u64,
+                        flags: sys::FUTEX2_SIZE_U32,
+                        reserved: 0,
+                    }),
                 }
-                waiters.push(sys::FutexWaitv {
-                    val: 0,
-                    uaddr: watch as *const _ as u64,
-                    flags: sys::FUTEX2_SIZE_U32,
-                    reserved: 0,
-                });
                 // `inner` drops here; if it was the last reference, its drop calls `forget`,
                 // which changes the epoch, so the wait below returns at once.
             }
             drop(weaks);
             if !stopped.is_empty() {
-                for inner in stopped {
-                    let reason = inner.cell().reason.load(Ordering::Acquire);
+                for (inner, reason) in stopped {
                     let ptr = Arc::as_ptr(&inner);
                     {
                         let mut st = STATE.lock().unwrap_or_else(|e| e.into_inner());
                         st.list.retain(|(p, _)| !std::ptr::eq(*p, ptr));
                     }
+                    // Complete the stop on the shared page ourselves (idempotent: a stop's
+                    // own steps, which its thread, in this process or another, may not have
+                    // finished): the page is about to be frozen here, and what that thread
+                    // still writes then lands in this process's private copy.
+                    inner.publish_stop();
+                    // Waiters of every process on this page, also those a peer's cleared
+                    // waiter bit would leave asleep (the stop wakes only announced sleepers).
+                    sys::futex_wake_all(&inner.cell().word, true);
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         inner.run_stop_actions(reason)
                     }));
+                    freeze(&inner, reason);
                 }
                 continue;
             }

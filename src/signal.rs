@@ -17,6 +17,36 @@ static STOP_SIGNALS: AtomicU64 = AtomicU64::new(0);
 static INTERRUPT_SIGNALS: AtomicU64 = AtomicU64::new(0);
 static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 
+// Fork: the install lock is also the unload hook's (`uninstall_all` runs at exit). A thread
+// inside `install` when another thread forks would leave it locked in the child for good, and
+// the child would hang in `exit()`: the forking thread holds it across `fork` (taken after the
+// service's lock, the order `take_for_stop` uses), and both sides release it.
+thread_local! {
+    static FORK_GUARD: std::cell::RefCell<Option<std::sync::MutexGuard<'static, ()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+pub(crate) fn fork_prepare() {
+    let g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
+}
+
+/// Both sides of the fork: the thread that took the lock in `fork_prepare` releases it.
+pub(crate) fn fork_done() {
+    let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
+}
+
+/// The fork handlers are registered when the library is loaded, before any thread can be
+/// inside one of its calls (registering them lazily, on first use, would leave a window in
+/// which a fork copies a half-taken registration, or a lock the handlers do not cover yet).
+extern "C" fn register_fork_handlers_at_load() {
+    crate::service::register_fork_handlers();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_FORK_HANDLERS: extern "C" fn() = register_fork_handlers_at_load;
+
 /// Called by the handler; async-signal-safe.
 pub(crate) fn on_signal(signo: i32) {
     if (1..64).contains(&signo) && STOP_SIGNALS.load(Ordering::Acquire) & (1u64 << signo) != 0 {
@@ -59,6 +89,7 @@ fn install_with(signo: i32, flags: libc::c_int) -> Status {
     if !usable(signo) {
         return Status::Inval;
     }
+    crate::service::register_fork_handlers();
     let _g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let old = match sys::sigaction_get(signo) {
         Ok(a) => a,

@@ -36,6 +36,8 @@ pub(crate) const WAITERS: u32 = 1 << 8;
 const ACTIONS_IDLE: u8 = 0;
 const ACTIONS_RUNNING: u8 = 1;
 const ACTIONS_DONE: u8 = 2;
+/// A stopper made by `Stopper::never`: no stop is ever claimed.
+const ACTIONS_NEVER: u8 = 3;
 
 /// The two words every process sharing a stopper must see: in the stopper itself, or in a
 /// shared-memory page for a shared stopper.
@@ -371,6 +373,9 @@ impl Inner {
     /// them from the stopping thread). A loser returns false only once the flag is visible, so
     /// "0 = already stopped" is true when it is said.
     fn claim(&self, reason: i32) -> bool {
+        if self.is_unstoppable() {
+            return false;
+        }
         let cell = self.cell();
         if cell
             .reason
@@ -396,6 +401,16 @@ impl Inner {
             }
         }
         false
+    }
+
+    /// Makes a new stopper one that no stop reaches (`Stopper::never`).
+    pub(crate) fn make_unstoppable(&self) {
+        self.actions.store(ACTIONS_NEVER, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn is_unstoppable(&self) -> bool {
+        self.actions.load(Ordering::Relaxed) == ACTIONS_NEVER
     }
 
     /// Sleeps until this process's stop actions are done (a shared stopper's loser).
@@ -702,6 +717,9 @@ impl Arc<Inner> {
     /// this thread before the call returns) or disarms (delay < 0) the deadline.
     pub(crate) fn stop_after(&self, delay_ns: i64, reason: i32) -> Status {
         let reason = if reason == 0 { REASON_DEADLINE } else { reason };
+        if self.is_unstoppable() {
+            return Status::Ok; // no deadline can stop it: none is armed
+        }
         let mut g = match self.try_lock_slow() {
             Ok(g) => g,
             Err(st) => return st,

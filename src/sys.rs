@@ -123,6 +123,25 @@ pub fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
     }
 }
 
+/// Replaces the descriptor `fd` (an eventfd) with a fresh eventfd at the same number (a
+/// forked child's own, no longer shared with its parent); closes it when that fails.
+pub fn eventfd_renew(fd: std::os::fd::RawFd) -> bool {
+    use std::os::fd::AsRawFd;
+    match eventfd() {
+        Ok(new) => {
+            // SAFETY: dup3 atomically makes `fd` refer to the new eventfd; the temporary
+            // descriptor is closed when `new` drops.
+            let r = unsafe { libc::dup3(new.as_raw_fd(), fd, libc::O_CLOEXEC) };
+            r == fd
+        }
+        Err(_) => {
+            // SAFETY: `fd` is ours (the caller's inherited eventfd).
+            unsafe { libc::close(fd) };
+            false
+        }
+    }
+}
+
 /// Makes an eventfd readable for good (adds 1 to its counter; nobody reads it).
 pub fn eventfd_signal(fd: std::os::fd::RawFd) {
     let one: u64 = 1;
@@ -151,6 +170,61 @@ pub fn poll_until(fds: &mut [libc::pollfd], deadline: Option<u64>) -> io::Result
     } else {
         Ok(r as usize)
     }
+}
+
+/// The stack size of the library's own threads (service, watcher), which run host callbacks:
+/// the process's default thread stack, as `pthread_attr_init` gives it (glibc derives it from
+/// `RLIMIT_STACK` at start-up), and never less than 2 MiB. Computed once.
+pub fn library_stack_size() -> usize {
+    const FLOOR: usize = 2 * 1024 * 1024;
+    static SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let known = SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    // SAFETY: a zeroed attribute object is initialised by pthread_attr_init before use and
+    // destroyed after; getstacksize only writes the out-parameter.
+    let default = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut size: libc::size_t = 0;
+        if libc::pthread_attr_init(&mut attr) == 0 {
+            if libc::pthread_attr_getstacksize(&attr, &mut size) != 0 {
+                size = 0;
+            }
+            libc::pthread_attr_destroy(&mut attr);
+        }
+        size
+    };
+    let default = if default != 0 {
+        default
+    } else {
+        // No answer from the thread library: RLIMIT_STACK itself.
+        // SAFETY: a zeroed rlimit is a valid out-parameter.
+        let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer.
+        if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut rl) } == 0
+            && rl.rlim_cur != libc::RLIM_INFINITY
+        {
+            usize::try_from(rl.rlim_cur).unwrap_or(FLOOR)
+        } else {
+            FLOOR
+        }
+    };
+    let size = default.max(FLOOR);
+    SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
+    size
+}
+
+/// Starts one of the library's own threads (they run host callbacks: see
+/// [`library_stack_size`]). The only place the library creates a thread of its own.
+pub fn spawn_library_thread<F: FnOnce() + Send + 'static>(
+    name: &str,
+    f: F,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(library_stack_size())
+        .spawn(f)
 }
 
 // ---- Callbacks the OS calls. They are the only `extern "C"` functions outside `ffi/`.
@@ -293,8 +367,8 @@ pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     }
 }
 
-/// `pidfd_send_signal(fd, signo, NULL, 0)`.
-pub fn pidfd_send_signal(fd: std::os::fd::RawFd, signo: i32) -> io::Result<()> {
+/// `pidfd_send_signal(fd, signo, NULL, flags)`.
+pub fn pidfd_send_signal_flags(fd: std::os::fd::RawFd, signo: i32, flags: u32) -> io::Result<()> {
     // SAFETY: plain system call on a descriptor the caller owns.
     let r = unsafe {
         libc::syscall(
@@ -302,7 +376,7 @@ pub fn pidfd_send_signal(fd: std::os::fd::RawFd, signo: i32) -> io::Result<()> {
             fd,
             signo,
             std::ptr::null::<libc::siginfo_t>(),
-            0u32,
+            flags,
         )
     };
     if r < 0 {

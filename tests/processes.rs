@@ -461,3 +461,77 @@ fn a_local_stop_of_a_shared_stopper_runs_its_callbacks_before_returning_on_the_c
         unlink_shared(&name);
     }
 }
+
+/// Running processes of group `pgid` in /proc (orphans are reaped by init, not by this test:
+/// a zombie has ended).
+fn group_members(pgid: i32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // Fields after the command (which may hold spaces): state, ppid, pgrp.
+            let rest: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 2)..]
+                .split_whitespace()
+                .take(3)
+                .collect();
+            rest.len() == 3 && rest[0] != "Z" && rest[2] == pgid.to_string()
+        })
+        .count()
+}
+
+#[test]
+fn a_process_group_gets_sigterm_then_sigkill_for_what_ignores_it() {
+    use std::os::unix::process::CommandExt;
+    // A shell leading its own group, with a child that dies of SIGTERM and one that ignores it.
+    let mut c = Command::new("sh")
+        .args([
+            "-c",
+            "sleep 30 & (trap '' TERM; exec sleep 30) & echo ready; wait",
+        ])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_line(&mut c, "ready");
+    let pgid = c.id() as i32;
+    let t0 = Instant::now();
+    while group_members(pgid) < 3 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(group_members(pgid), 3);
+    let s = Stopper::new();
+    let st = stopper::watch_process_group(&s, pgid, 300_000_000);
+    if st == Status::Os {
+        // Linux < 6.9: refused, never a racy killpg.
+        let e = std::io::Error::last_os_error().raw_os_error();
+        assert!(
+            matches!(e, Some(libc::EINVAL) | Some(libc::ENOSYS)),
+            "{e:?}"
+        );
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        c.wait().unwrap();
+        return;
+    }
+    assert_eq!(st, Status::Ok);
+    // Not a leader: refused.
+    let mut plain = Command::new("sleep").arg("30").spawn().unwrap();
+    assert_eq!(
+        stopper::watch_process_group(&s, plain.id() as i32, 0),
+        Status::Inval
+    );
+    plain.kill().unwrap();
+    plain.wait().unwrap();
+    let t0 = Instant::now();
+    s.stop(0);
+    let st = c.wait().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+    // The orphans go to init (or a subreaper): wait until /proc shows none of the group.
+    while group_members(pgid) > 0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(group_members(pgid), 0, "members of the group left");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(280),
+        "SIGKILL before the grace"
+    );
+}

@@ -1,7 +1,7 @@
 // bench_cpp: the C++ wrapper (bindings/cpp/stopper.hpp) against std::stop_source /
 // std::stop_callback / std::stop_token, and against the C calls it wraps.
 //
-//   bench_cpp [--scale F] [--rounds R] [is_set|source|callback...]
+//   bench_cpp [--scale F] [--rounds R] [is_set|source|callback|token...]
 //
 // A separate program from bench_core because a C++ file includes either stopper.hpp or
 // stopper.h, never both (the wrapper's namespace `stopper` and the C type `stopper` would
@@ -126,6 +126,27 @@ void bench_callback()
                     failed = true;
             }
         });
+    // The same wrapper against every C call it makes: it holds a reference to the stopper for
+    // its lifetime (shared ownership, as std::stop_callback holds its stop state), so
+    // stopper_retain + stopper_on_stop + stopper_unregister + stopper_release.
+    run_pair(
+        "cpp_callback_vs_c_calls", iters(2e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::callback cb(s, CountFn{&counter});
+                escape(cb);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                uint64_t id = 0;
+                c::stopper *r = c::stopper_retain(cs);
+                if (c::stopper_on_stop(r, count_cb, &counter, &id) != STOPPER_OK ||
+                    c::stopper_unregister(r, id) != STOPPER_OK)
+                    failed = true;
+                c::stopper_release(r);
+            }
+        });
     if (failed || counter != 0)
         die("callback register/unregister misbehaved");
     // and one that runs: the wrapper's callback must fire on stop
@@ -138,12 +159,104 @@ void bench_callback()
     }
 }
 
+void bench_token()
+{
+    stopper::source s;
+    stopper::token t = s.get_token();
+    std::stop_source src;
+    std::stop_token tok = src.get_token();
+    c::stopper *cs = s.native();
+    const uint8_t *flag = c::stopper_flag(cs);
+    run_pair(
+        "cpp_token_stop_requested", iters(2e7),
+        [&](long n) {
+            long k = 0;
+            for (long i = 0; i < n; i++)
+                if (t.stop_requested())
+                    k++;
+            escape(k);
+        },
+        [&](long n) {
+            long k = 0;
+            for (long i = 0; i < n; i++)
+                if (tok.stop_requested())
+                    k++;
+            escape(k);
+        });
+    run_pair(
+        "cpp_token_stop_requested_vs_c", iters(2e7),
+        [&](long n) {
+            long k = 0;
+            for (long i = 0; i < n; i++)
+                if (t.stop_requested())
+                    k++;
+            escape(k);
+        },
+        [&](long n) {
+            long k = 0;
+            for (long i = 0; i < n; i++)
+                if (c::stopper_flag_is_set(flag))
+                    k++;
+            escape(k);
+        });
+    // get_token() and the token's destructor: one reference taken and given back.
+    run_pair(
+        "cpp_get_token_vs_c", iters(5e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::token k = s.get_token();
+                escape(k);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                c::stopper *r = c::stopper_retain(cs);
+                escape_ptr(r);
+                c::stopper_release(r);
+            }
+        });
+    run_pair(
+        "cpp_get_token", iters(5e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::token k = s.get_token();
+                escape(k);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                std::stop_token k = src.get_token();
+                escape(k);
+            }
+        });
+    long counter = 0;
+    bool failed = false;
+    run_pair(
+        "cpp_callback_token_vs_c", iters(2e6),
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                stopper::callback cb(t, CountFn{&counter});
+                escape(cb);
+            }
+        },
+        [&](long n) {
+            for (long i = 0; i < n; i++) {
+                uint64_t id = 0;
+                if (c::stopper_on_stop(cs, count_cb, &counter, &id) != STOPPER_OK ||
+                    c::stopper_unregister(cs, id) != STOPPER_OK)
+                    failed = true;
+            }
+        });
+    if (failed || counter != 0)
+        die("token callback register/unregister misbehaved");
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
     if (!bench::parse_args(argc, argv)) {
-        std::fprintf(stderr, "usage: bench_cpp [--scale F] [--rounds R] [is_set|source|callback...]\n");
+        std::fprintf(stderr, "usage: bench_cpp [--scale F] [--rounds R] [is_set|source|callback|token...]\n");
         return 2;
     }
     std::printf("{\"kind\":\"meta\",\"program\":\"bench_cpp\",\"rounds\":%d,\"scale\":%g}\n", bench::g_rounds,
@@ -156,5 +269,7 @@ int main(int argc, char **argv)
         bench_source();
     if (bench::want("callback"))
         bench_callback();
+    if (bench::want("token"))
+        bench_token();
     return 0;
 }

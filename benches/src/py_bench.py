@@ -123,6 +123,29 @@ def bench_is_set():
     progress("is_set")
 
 
+def bench_import():
+    """`import stopper` against `import threading` (python -X importtime, cumulative time of
+    the top-level module, each in a fresh interpreter; issue 13's goal: <= 15 ms, median of 5)."""
+    import subprocess
+
+    def once(module):
+        p = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                           capture_output=True, text=True, timeout=60)
+        for line in reversed(p.stderr.splitlines()):
+            parts = [x.strip() for x in line.split("|")]
+            if len(parts) == 3 and parts[2] == module:
+                return int(parts[1]) * 1000  # us -> ns
+        raise RuntimeError(f"no importtime line for {module}: {p.stderr[-300:]}")
+
+    rounds = 3 if SMOKE else 9
+    va, vb = [], []
+    for _ in range(rounds):
+        va.append(once("stopper"))
+        vb.append(once("threading"))
+    emit(kind="pair", id="py_import", a=va, b=vb)
+    progress("import")
+
+
 # ---------------------------------------------------------------- wake latency
 
 
@@ -571,6 +594,7 @@ def main():
     ok = True
     if have:
         guarded(bench_is_set)
+        guarded(bench_import)
     ok &= guarded(bench_wake, False) if not have else (guarded(bench_wake, True) or guarded(bench_wake, False))
     if have:
         ok &= guarded(bench_cross_process, True) or guarded(bench_cross_process, False)

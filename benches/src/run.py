@@ -142,6 +142,36 @@ def missing_row(label, why="not measured"):
 # ---------------------------------------------------------------- part 1: core
 
 
+# The C++ wrapper's rows (bench_cpp): against <stop_token>, then against the bare C calls
+# (goal: the wrapper adds at most 10% over the C calls it makes).
+CPP_SPEC = [
+    ("cpp_is_set", "C++ stopper::source::is_set() vs stop_token::stop_requested", 1.2, None),
+    ("cpp_token_stop_requested", "C++ stopper::token::stop_requested() vs stop_token::stop_requested", 1.2, None),
+    ("cpp_source", "C++ stopper::source ctor+dtor vs std::stop_source", 1.5, None),
+    ("cpp_get_token", "C++ source::get_token()+~token vs stop_source::get_token()+~stop_token", None, None),
+    ("cpp_callback", "C++ stopper::callback ctor+dtor vs std::stop_callback", 1.5, None),
+    ("cpp_source_vs_c", "C++ stopper::source vs stopper_new+release (C)", 1.1, None),
+    ("cpp_token_stop_requested_vs_c", "C++ token::stop_requested() vs stopper_flag_is_set (C)", 1.1, None),
+    ("cpp_get_token_vs_c", "C++ get_token()+~token vs stopper_retain+release (C)", 1.1, None),
+    ("cpp_callback_vs_c_calls", "C++ stopper::callback vs the C calls it makes: retain+on_stop+unregister+release",
+     1.1, None),
+    ("cpp_callback_vs_c", "C++ stopper::callback(source) vs bare on_stop+unregister (C; the callback also "
+     "holds a reference)", 1.1, None),
+    ("cpp_callback_token_vs_c", "C++ stopper::callback(token) vs bare on_stop+unregister (C; same)", 1.1, None),
+]
+
+
+def cpp_table(r):
+    rows = []
+    for key, label, limit, goal_text in CPP_SPEC:
+        if key in r:
+            a, b, ratio = pair_stats(r[key])
+            rows.append(ratio_row(label, a, b, ratio, limit, goal_text=goal_text))
+        else:
+            rows.append(missing_row(label))
+    return table("C++ wrapper (bench_cpp)", rows)
+
+
 def core_table(r, smoke):
     rows = []
     spec = [
@@ -151,12 +181,7 @@ def core_table(r, smoke):
         ("callback_reg_unreg", "on_stop+unregister vs stop_callback ctor+dtor", 1.5, None),
         ("stop_1000_callbacks", "stop with 1000 callbacks, per callback, vs request_stop", 0.25,
          "<= 0.25x (4x faster)"),
-        ("cpp_is_set", "C++ stopper::source::is_set() vs stop_token::stop_requested", 1.2, None),
-        ("cpp_source", "C++ stopper::source ctor+dtor vs std::stop_source", 1.5, None),
-        ("cpp_callback", "C++ stopper::callback ctor+dtor vs std::stop_callback", 1.5, None),
-        ("cpp_source_vs_c", "C++ stopper::source vs stopper_new+release (C)", 1.1, None),
-        ("cpp_callback_vs_c", "C++ stopper::callback vs on_stop+unregister (C)", 1.1, None),
-    ]
+    ] + CPP_SPEC
     for key, label, limit, goal_text in spec:
         if key in r:
             a, b, ratio = pair_stats(r[key])
@@ -273,6 +298,10 @@ def python_table(r):
         rows.append(ratio_row("Stopper.is_set() vs Event.is_set() (per loop step)", a, b, ratio, 1.0))
     else:
         rows.append(missing_row("Stopper.is_set() vs Event.is_set()"))
+    if "py_import" in r:
+        a, b, ratio = pair_stats(r["py_import"])
+        rows.append(ratio_row("import stopper vs import threading (python -X importtime, cumulative)",
+                              a, b, ratio, None))
     ws, we = r.get("py_wake_stopper"), r.get("py_wake_event")
     if ws and we:
         rows.append(ratio_row("wake of a blocked wait(), median: Stopper vs Event", ws["p50"], we["p50"],
@@ -371,6 +400,34 @@ def proc_table(r):
     return table(title, rows)
 
 
+# ---------------------------------------------------------------- part 5: Rust async
+
+
+def rust_async_table(r):
+    """Stopper::stopped() vs tokio-util's CancellationToken::cancelled() (benches/rust/bench_async.rs)."""
+    rows = []
+    for exe, label in (("tokio_ct", "tokio current-thread runtime"), ("tokio_mt", "tokio multi-thread runtime"),
+                       ("block_on", "futures::executor::block_on")):
+        a, b = r.get(f"async_wake_stopper_{exe}"), r.get(f"async_wake_token_{exe}")
+        if a and b:
+            rows.append(ratio_row(f"wake of an awaiting task, median, {label}: stopped() vs cancelled()",
+                                  a["p50"], b["p50"], a["p50"] / b["p50"], 1.0))
+            rows.append(ratio_row("  p99", a["p99"], b["p99"], a["p99"] / b["p99"], None))
+        else:
+            rows.append(missing_row(f"wake of an awaiting task, {label}"))
+    if "async_register_drop" in r:
+        a, b, ratio = pair_stats(r["async_register_drop"])
+        rows.append(ratio_row("future created, polled once (registers), dropped (unregisters): "
+                              "stopped() vs cancelled()", a, b, ratio, None))
+    else:
+        rows.append(missing_row("stopped() register + drop"))
+    meta = next((m for m in r.get("_meta", []) if m.get("program") == "bench_async"), {})
+    title = ("Part 5. Rust async: Stopper::stopped() vs tokio-util CancellationToken::cancelled() (wake-ups: "
+             f"{meta.get('samples', '?')} samples of each kind, interleaved; per-op times are medians of "
+             f"{meta.get('rounds', '?')} interleaved rounds)")
+    return table(title, rows)
+
+
 # ---------------------------------------------------------------- plot
 
 
@@ -458,7 +515,15 @@ def main():
     ap.add_argument("--src", required=True)
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--plot-only", action="store_true", help="redraw out/latency.png from out/results.json")
+    ap.add_argument("--only-cpp", action="store_true", help="run only bench_cpp and print the C++ wrapper's rows")
     a = ap.parse_args()
+    if a.only_cpp:
+        r = {}
+        cpp_args = ["--scale", "0.001", "--rounds", "2"] if a.smoke else ["--rounds", "15"]
+        parse_json_lines("bench_cpp", run_program("bench_cpp", [os.path.join(a.build, "bench_cpp")] + cpp_args, 120), r)
+        load = os.getloadavg()
+        print(f"\nload average (1 min) {load[0]:.2f} on {os.cpu_count()} cores\n\n" + cpp_table(r), flush=True)
+        return 0
     if a.plot_only:
         with open(os.path.join(a.out, "results.json")) as f:
             plot(json.load(f)["records"], os.path.join(a.out, "latency.png"))
@@ -475,7 +540,7 @@ def main():
     parse_json_lines("bench_core", run_program("bench_core", [b("bench_core")] + core_args, 120), r)
     if os.access(b("bench_cpp"), os.X_OK):
         cpp_args = ["--scale", "0.001", "--rounds", "2"] if smoke else ["--rounds", "15"]
-        parse_json_lines("bench_cpp", run_program("bench_cpp", [b("bench_cpp")] + cpp_args, 60), r)
+        parse_json_lines("bench_cpp", run_program("bench_cpp", [b("bench_cpp")] + cpp_args, 120), r)
     else:
         NOTES.append("C++ wrapper rows left out: bench_cpp was not built "
                      "(bindings/cpp/stopper.hpp missing or not compiling)")
@@ -511,6 +576,14 @@ def main():
     py_argv = [a.py, os.path.join(a.src, "py_bench.py")] + (["--smoke"] if smoke else [])
     parse_json_lines("py_bench", run_program("py_bench", py_argv, 120), r)
 
+    # Part 5: Rust async (built by the Makefile's rust-async target)
+    if os.access(b("bench_async"), os.X_OK):
+        async_args = (["--samples", "5", "--rounds", "2", "--scale", "0.001"] if smoke
+                      else ["--samples", "2000", "--rounds", "15"])
+        parse_json_lines("bench_async", run_program("bench_async", [b("bench_async")] + async_args, 120), r)
+    else:
+        NOTES.append("Rust async rows left out: bench_async was not built (make rust-async)")
+
     # Tables
     load_end = os.getloadavg()
     report = [f"machine: {os.cpu_count()} cores; load average (1 min) {load_start[0]:.2f} at the start, "
@@ -519,6 +592,7 @@ def main():
     report.append(timechan_table(r, rates, chan_cfgs))
     report.append(python_table(r))
     report.append(proc_table(r))
+    report.append(rust_async_table(r))
     text = "\n".join(report)
     if NOTES:
         text += "\nNotes:\n" + "".join(f"  - {n}\n" for n in NOTES)

@@ -3,9 +3,11 @@
 // RAII over the C ABI of libstopper (stopper.h), in namespace `stopper`:
 //
 //   stopper::source s;                     // owning; copies share one stopper (reference count)
-//   stopper::callback cb(s, [](int32_t reason) { ... });   // unregistered by its destructor
+//   stopper::token tk = s.get_token();     // read-only, like std::stop_token
+//   stopper::callback cb(tk, [](int32_t reason) { ... });  // unregistered by its destructor
 //   stopper::scope in(s);                  // this thread is a worker of s until the scope ends
-//   stopper::thread t(s, [](stopper::source s) { while (!s.is_set()) s.wait(1s); });
+//   stopper::thread t(s, [](stopper::token t) { while (!t.stop_requested()) t.wait(1s); });
+//   stopper::wait(cv, lock, tk, pred);     // condition_variable_any wait that a stop ends
 //   stopper::current_is_set();             // anywhere below a scope or inside a stopper::thread
 //   stopper::source::from(std::stop_token) // C++20: stopped when the std token is
 //
@@ -53,6 +55,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -145,6 +148,20 @@ inline int64_t to_ns(const std::chrono::duration<Rep, Period> &d, int64_t too_lo
     return ns.count();
 }
 
+/// steady_clock::now() + `rel`, rounded up, saturated at time_point::max() (a duration too long
+/// to add waits forever instead of overflowing); zero, negative and NaN durations give now().
+template <class Rep, class Period>
+inline std::chrono::steady_clock::time_point deadline_after(const std::chrono::duration<Rep, Period> &rel) {
+    using namespace std::chrono;
+    using tp = steady_clock::time_point;
+    tp now = steady_clock::now();
+    if (!(rel > duration<Rep, Period>::zero()))
+        return now;
+    if (duration<long double>(rel) >= duration<long double>(tp::max() - now))
+        return tp::max();
+    return now + ceil<steady_clock::duration>(rel);
+}
+
 /// Called when a callback's callable throws: the exception must not cross into C.
 [[noreturn]] inline void callable_threw(const char *what) noexcept {
     std::fprintf(stderr,
@@ -165,6 +182,115 @@ struct start_gate {
 };
 
 }  // namespace detail
+
+// ------------------------------------------------------------------------------------ token
+
+class source;
+
+/// A read-only view of a stopper, as std::stop_token is of a std::stop_source: it can see and
+/// wait for the stop, register callbacks (stopper::callback) and be handed to code that must not
+/// be able to stop anything, but it cannot stop. Made by source::get_token(). Copies share the
+/// stopper (each holds a reference), so a token outlives the source it came from, as a
+/// std::stop_token outlives its std::stop_source. A default-made token, the token of an empty
+/// source (`source(nullptr)`) and a moved-from token have no stopper: `stop_possible()` is
+/// false, they never stop, and their waits behave as plain waits (see source::wait).
+///
+/// Unlike std::stop_token, `stop_possible()` stays true once every source is gone: C code, a
+/// deadline, a parent or another process may still stop the stopper.
+///
+/// Thread-safety: as for source (a std::shared_ptr-like handle).
+class token {
+public:
+    using native_handle_type = ::stopper::native_handle_type;
+
+    /// No stopper: never stops, stop_possible() is false (like std::stop_token{}).
+    token() noexcept = default;
+
+    token(const token &o) noexcept
+        : s_(o.s_ ? c_api::stopper_retain(o.s_) : nullptr), flag_(o.flag_), keep_(o.keep_) {}
+
+    token(token &&o) noexcept : s_(o.s_), flag_(o.flag_), keep_(std::move(o.keep_)) {
+        o.s_ = nullptr;
+        o.flag_ = empty_flag();
+    }
+
+    token &operator=(const token &o) noexcept {
+        token(o).swap(*this);
+        return *this;
+    }
+
+    token &operator=(token &&o) noexcept {
+        token(std::move(o)).swap(*this);
+        return *this;
+    }
+
+    /// Releases this handle's reference.
+    ~token() {
+        if (s_)
+            c_api::stopper_release(s_);
+    }
+
+    void swap(token &o) noexcept {
+        std::swap(s_, o.s_);
+        std::swap(flag_, o.flag_);
+        keep_.swap(o.keep_);
+    }
+    friend void swap(token &a, token &b) noexcept { a.swap(b); }
+
+    /// Whether the stopper is stopped: one acquire load of its flag byte, inlined (what
+    /// std::stop_token::stop_requested costs). False for a token without a stopper.
+    [[nodiscard]] bool stop_requested() const noexcept { return c_api::stopper_flag_is_set(flag_); }
+
+    /// False only for a token without a stopper (default-made, moved-from, or from an empty
+    /// source): such a token can never be stopped.
+    [[nodiscard]] bool stop_possible() const noexcept { return s_ != nullptr; }
+
+    /// The reason recorded by the stop that won, or 0 while running (and without a stopper).
+    [[nodiscard]] int32_t reason() const noexcept { return s_ ? c_api::stopper_reason(s_) : 0; }
+
+    /// Waits until the stopper is stopped or `timeout` passes; true once stopped. Without a
+    /// stopper it sleeps `timeout` and returns false, as source::wait does for an empty source.
+    template <class Rep, class Period>
+    bool wait(const std::chrono::duration<Rep, Period> &timeout) const noexcept {
+        return c_api::stopper_wait(s_, detail::to_ns(timeout, -1)) == STOPPER_STOPPED;
+    }
+
+    /// Waits with no limit until the stopper is stopped; returns true. Without a stopper it
+    /// returns false at once instead of blocking forever.
+    bool wait() const noexcept { return c_api::stopper_wait(s_, -1) == STOPPER_STOPPED; }
+
+    /// Waits until the stopper is stopped or the clock reaches `t`; true once stopped.
+    template <class Clock, class Duration>
+    bool wait_until(const std::chrono::time_point<Clock, Duration> &t) const noexcept {
+        return wait(t - Clock::now());
+    }
+
+    /// The C handle, borrowed: valid while this token (or another reference) lives. NULL when
+    /// the token has no stopper.
+    native_handle_type native() const noexcept { return s_; }
+
+    /// Two tokens are equal when they share the same stopper (or both have none), as
+    /// std::stop_token's operator== says.
+    friend bool operator==(const token &a, const token &b) noexcept { return a.s_ == b.s_; }
+    friend bool operator!=(const token &a, const token &b) noexcept { return a.s_ != b.s_; }
+
+private:
+    friend class source;
+    template <class F>
+    friend class callback;
+
+    /// The library's never-set flag byte (stopper_flag(NULL)). Not cached in a function-local
+    /// static: that would be an STB_GNU_UNIQUE symbol (see error::message).
+    static const uint8_t *empty_flag() noexcept { return c_api::stopper_flag(nullptr); }
+
+    /// Takes over one reference (non-NULL) with its flag and std::stop_token link.
+    token(native_handle_type s, const uint8_t *flag, std::shared_ptr<void> keep) noexcept
+        : s_(s), flag_(flag), keep_(std::move(keep)) {}
+
+    native_handle_type s_ = nullptr;
+    const uint8_t *flag_ = empty_flag();  // stopper_flag(s_): valid while s_ is held
+    std::shared_ptr<void> keep_;          // keeps a std::stop_token bridge alive (source::from)
+};
 
 // ------------------------------------------------------------------------------------ source
 
@@ -239,6 +365,24 @@ public:
 
     /// The reason recorded by the stop that won, or 0 while running.
     int32_t reason() const noexcept { return c_api::stopper_reason(s_); }
+
+    /// std::stop_source's spelling of stop(): stops with STOPPER_REASON_REQUESTED; true when this
+    /// call stopped it, false when it was already stopped (or the source is empty).
+    bool request_stop() noexcept { return stop(0); }
+
+    /// std::stop_source's spelling of is_set().
+    [[nodiscard]] bool stop_requested() const noexcept { return is_set(); }
+
+    /// False only for an empty source (std::stop_source's stop_possible()).
+    [[nodiscard]] bool stop_possible() const noexcept { return s_ != nullptr; }
+
+    /// A read-only token of this stopper (sharing it: a new reference). The token of an empty
+    /// source has no stopper (`stop_possible() == false`).
+    [[nodiscard]] token get_token() const noexcept {
+        if (!s_)
+            return token();
+        return token(c_api::stopper_retain(s_), flag_, keep_);
+    }
 
     /// Waits until the stopper is stopped or `timeout` passes; true once stopped. A stop wakes
     /// the waiter at once. A zero or negative timeout only looks.
@@ -489,13 +633,16 @@ inline c_api::stopper_hook signal_hook(int signo,
 /// thread at that moment, the destructor waits for it to return, so whatever the callable uses
 /// may be destroyed right after; from inside the callable itself it does not wait.
 ///
-/// The callable takes `(int32_t reason)` or nothing; it is called as an rvalue, once. It must not
-/// throw: an exception leaving it calls std::terminate with a message (no exception crosses into
-/// the C library). Holds a reference to the stopper. Not copyable, not movable (its address is
-/// registered). With an empty source nothing is registered and the callable never runs.
+/// Made from a token or a source. The callable takes `(int32_t reason)` or nothing; it is
+/// called once, as std::stop_callback calls it: `std::forward<F>(f)(...)`, so a callable held
+/// by value is called as an rvalue and a `callback<G&>` calls the lvalue it refers to. It must
+/// not throw: an exception leaving it calls std::terminate with a message (no exception crosses
+/// into the C library). Holds a reference to the stopper. Not copyable, not movable (its address
+/// is registered). With a token that has no stopper nothing is registered and the callable never
+/// runs.
 ///
 ///     stopper::callback cb(s, [&] { cv.notify_all(); });          // class template argument
-///     stopper::callback<std::function<void(int32_t)>> cb2(s, f);  // deduction, or name it
+///     stopper::callback<std::function<void(int32_t)>> cb2(t, f);  // deduction, or name it
 template <class F>
 class callback {
     static_assert(std::is_invocable_v<F, int32_t> || std::is_invocable_v<F>,
@@ -504,24 +651,29 @@ class callback {
 public:
     using callback_type = F;
 
-    /// Registers `f` (moved or copied into the callback) to run when `s` stops. Throws
+    /// Registers `f` (moved or copied into the callback) to run when `t` stops. Throws
     /// stopper::error(STOPPER_ENOMEM) when registration fails, and whatever copying `f` throws.
     template <class G, std::enable_if_t<std::is_constructible_v<F, G>, int> = 0>
-    explicit callback(const source &s, G &&f) : f_(std::forward<G>(f)), s_(s) {
-        if (!s_)
-            return;  // an empty source never stops
-        uint64_t id = 0;
-        int32_t rc = c_api::stopper_on_stop(s_.native(), &callback::trampoline, this, &id);
-        if (rc == STOPPER_OK)
-            id_ = id;
-        else if (rc != STOPPER_STOPPED)  // STOPPED: it already ran, here, on this thread
-            detail::fail(rc, "stopper::callback");
+    explicit callback(const token &t, G &&f) : f_(std::forward<G>(f)), t_(t) {
+        attach();
+    }
+
+    /// The same, taking over the token's reference.
+    template <class G, std::enable_if_t<std::is_constructible_v<F, G>, int> = 0>
+    explicit callback(token &&t, G &&f) : f_(std::forward<G>(f)), t_(std::move(t)) {
+        attach();
+    }
+
+    /// Registers `f` to run when `s` stops (as with `s.get_token()`).
+    template <class G, std::enable_if_t<std::is_constructible_v<F, G>, int> = 0>
+    explicit callback(const source &s, G &&f) : f_(std::forward<G>(f)), t_(s.get_token()) {
+        attach();
     }
 
     /// Unregisters the callable: afterwards it is neither running nor will it ever run.
     ~callback() {
         if (id_ != 0)
-            c_api::stopper_unregister(s_.native(), id_);
+            c_api::stopper_unregister(t_.s_, id_);
     }
 
     callback(const callback &) = delete;
@@ -530,6 +682,17 @@ public:
     callback &operator=(callback &&) = delete;
 
 private:
+    void attach() {
+        if (!t_.s_)
+            return;  // a token without a stopper never stops
+        uint64_t id = 0;
+        int32_t rc = c_api::stopper_on_stop(t_.s_, &callback::trampoline, this, &id);
+        if (rc == STOPPER_OK)
+            id_ = id;
+        else if (rc != STOPPER_STOPPED)  // STOPPED: it already ran, here, on this thread
+            detail::fail(rc, "stopper::callback");
+    }
+
     static void trampoline(void *self, int32_t reason) noexcept {
 #if defined(STOPPER_HPP_EXCEPTIONS)
         try {
@@ -548,18 +711,20 @@ private:
         callback *cb = static_cast<callback *>(self);
         // Nothing of *cb is touched after the call: the callable may destroy its callback.
         if constexpr (std::is_invocable_v<F, int32_t>)
-            std::invoke(std::move(cb->f_), reason);
+            std::forward<F>(cb->f_)(reason);
         else
-            std::invoke(std::move(cb->f_));
+            std::forward<F>(cb->f_)();
     }
 
     F f_;
-    source s_;
-    uint64_t id_ = 0;
+    token t_;
+    uint64_t id_ = 0;  // 0 when nothing is registered
 };
 
 template <class F>
 callback(const source &, F) -> callback<F>;
+template <class F>
+callback(token, F) -> callback<F>;
 
 // ------------------------------------------------------------------------------------ scope
 
@@ -606,12 +771,57 @@ private:
 
 // ------------------------------------------------------------------------------------ thread
 
+namespace detail {
+
+/// What stopper::thread hands its new thread: the decay-copies of the callable and of the
+/// arguments (made on the constructing thread) and the stopper, owned by the new thread.
+template <class G, class... A>
+struct thread_state {
+    // std::conjunction stops at the first false: a generic callable is not instantiated with
+    // a source once it accepted a token.
+    static constexpr bool token_first = std::is_invocable_v<G, token, A...>;
+    static constexpr bool source_first =
+        std::conjunction_v<std::bool_constant<!token_first>, std::is_invocable<G, source &, A...>>;
+    static constexpr bool args_only =
+        std::conjunction_v<std::bool_constant<!token_first && !source_first>, std::is_invocable<G, A...>>;
+
+    template <class F, class... Args>
+    explicit thread_state(const source &src, F &&f, Args &&...a)
+        : s(src), g(std::forward<F>(f)), args(std::forward<Args>(a)...) {}
+
+    /// The call, on the new thread: the copies are passed as rvalues, never copied or moved
+    /// again here (a parameter taken by value is of course constructed from them).
+    void call() { call(std::index_sequence_for<A...>{}); }
+
+    template <std::size_t... I>
+    void call(std::index_sequence<I...>) {
+        if constexpr (token_first)
+            std::invoke(std::move(g), s.get_token(), std::get<I>(std::move(args))...);
+        else if constexpr (source_first)
+            std::invoke(std::move(g), s, std::get<I>(std::move(args))...);
+        else
+            std::invoke(std::move(g), std::get<I>(std::move(args))...);
+    }
+
+    source s;
+    G g;
+    std::tuple<A...> args;
+};
+
+}  // namespace detail
+
 /// A std::jthread whose worker runs inside a stopper: the new thread enters the stopper before
 /// the constructor returns (so source::join and stopper_join wait for it), runs the callable,
 /// and exits the stopper when the callable returns. The destructor stops the stopper and joins
-/// the thread. The callable takes `(stopper::source, args...)` (by value or const&) when it can,
-/// else `(args...)`; arguments are copied or moved into the thread, as by std::thread. An
-/// exception leaving the callable calls std::terminate, as with std::thread.
+/// the thread.
+///
+/// The callable is called as std::jthread calls it: `f(token, args...)` when it accepts a
+/// stopper::token first (as std::jthread passes a std::stop_token), else `f(source&, args...)`
+/// when it accepts a stopper::source first, else `f(args...)`. The callable and the arguments
+/// are decay-copied once, on the constructing thread, as by std::thread (so a type that can only
+/// be copied works, and whatever copying throws is thrown by the constructor), then passed to
+/// the call as rvalues. An exception leaving the callable calls std::terminate, as with
+/// std::thread.
 ///
 /// Several threads may share one source; then stopping any of them stops them all.
 class thread {
@@ -629,18 +839,21 @@ public:
     explicit thread(F &&f, Args &&...args) : thread(source(), std::forward<F>(f), std::forward<Args>(args)...) {}
 
     /// A new thread that is a worker of `s`. Throws stopper::error (STOPPER_EINVAL for an empty
-    /// source, or the status of a failed enter) or std::system_error (the thread could not start).
+    /// source, or the status of a failed enter), std::system_error (the thread could not
+    /// start), or whatever decay-copying the callable or an argument throws.
     template <class F, class... Args>
     thread(const source &s, F &&f, Args &&...args) : s_(s) {
-        using G = std::decay_t<F>;
-        static_assert(std::is_invocable_v<G, source &, std::decay_t<Args>...> ||
-                          std::is_invocable_v<G, std::decay_t<Args>...>,
-                      "stopper::thread: the callable must accept (stopper::source, args...) or (args...)");
+        using state = detail::thread_state<std::decay_t<F>, std::decay_t<Args>...>;
+        static_assert(state::token_first || state::source_first || state::args_only,
+                      "stopper::thread: the callable must accept (stopper::token, args...), "
+                      "(stopper::source, args...) or (args...)");
         if (!s_)
             detail::fail(STOPPER_EINVAL, "stopper::thread: empty source");
+        // The decay-copies, made here on the calling thread; the new thread only borrows them.
+        std::unique_ptr<state> st(new state(s_, std::forward<F>(f), std::forward<Args>(args)...));
         detail::start_gate gate;
-        t_ = std::thread(&thread::run<G, std::decay_t<Args>...>, s_, &gate, std::forward<F>(f),
-                         std::forward<Args>(args)...);
+        t_ = std::thread(&thread::run<state>, st.get(), &gate);
+        st.release();  // the new thread owns it now
         std::unique_lock<std::mutex> lock(gate.m);
         gate.cv.wait(lock, [&gate] { return gate.done; });
         if (gate.rc < 0) {
@@ -690,6 +903,16 @@ public:
     /// The stopper this thread works in (a shared copy; empty for a default-made thread).
     source get_source() const noexcept { return s_; }
 
+    /// A read-only token of the thread's stopper (without a stopper for a default-made thread).
+    token get_token() const noexcept { return s_.get_token(); }
+
+    /// std::jthread's spellings of get_source() and get_token().
+    source get_stop_source() const noexcept { return get_source(); }
+    token get_stop_token() const noexcept { return get_token(); }
+
+    /// std::thread::hardware_concurrency().
+    static unsigned int hardware_concurrency() noexcept { return std::thread::hardware_concurrency(); }
+
     id get_id() const noexcept { return t_.get_id(); }
     native_handle_type native_handle() { return t_.native_handle(); }
 
@@ -701,30 +924,144 @@ private:
         }
     }
 
-    template <class G, class... A>
-    static void run(source s, detail::start_gate *gate, G g, A... args) {
-        int32_t rc = c_api::stopper_enter(s.native(), nullptr);
+    template <class State>
+    static void run(State *raw, detail::start_gate *gate) noexcept {
+        int32_t rc = c_api::stopper_enter(raw->s.native(), nullptr);
         {
             std::lock_guard<std::mutex> lock(gate->m);
             gate->rc = rc;
             gate->done = true;
             gate->cv.notify_one();
         }  // the constructor may return from here on: gate is gone
-        if (rc < 0)
+        if (rc < 0) {
+            delete raw;
             return;
+        }
+        // Declared first, destroyed last: the callable and the arguments are destroyed before
+        // the thread leaves the stopper, so a join sees their destructors done.
         struct exit_at_end {
-            c_api::stopper *p;
-            ~exit_at_end() { c_api::stopper_exit(p); }
-        } guard{s.native()};
-        if constexpr (std::is_invocable_v<G, source &, A...>)
-            std::invoke(std::move(g), s, std::move(args)...);
-        else
-            std::invoke(std::move(g), std::move(args)...);
+            source s;
+            ~exit_at_end() { c_api::stopper_exit(s.native()); }
+        } guard{raw->s};
+        std::unique_ptr<State> st(raw);
+        st->call();
     }
 
     source s_;
     std::thread t_;
 };
+
+// ------------------------------------------------------------------------------------ waits on a condition variable
+
+namespace detail {
+
+/// The lock a token-aware wait hands to std::condition_variable_any: the caller's lock plus a
+/// mutex of the wait's own (`gate`). The stop callback takes `gate` before it notifies. A waiter
+/// holds `gate` from its check of the stop flag until the condition variable has released the
+/// combined lock, which it does atomically with starting to block; so a stop that comes after
+/// the check notifies a thread that is already blocked, never one about to block: no lost
+/// wake-up, and the callback never needs the caller's lock (which the stopping thread may hold).
+/// Lock order: the caller's lock, then `gate`.
+template <class Lock>
+struct gated_lock {
+    Lock &user;
+    std::mutex &gate;
+    void lock() {
+        user.lock();
+        gate.lock();
+    }
+    void unlock() {
+        gate.unlock();
+        user.unlock();
+    }
+};
+
+/// The stop callback of a token-aware wait: passes through the gate, then wakes the waiters.
+struct notify_on_stop {
+    std::mutex *gate;
+    std::condition_variable_any *cv;
+    void operator()() const noexcept {
+        { std::lock_guard<std::mutex> pass(*gate); }
+        cv->notify_all();
+    }
+};
+
+/// One round of a token-aware wait: true when the token is stopped (checked under the gate),
+/// else blocks once through `block(gated_lock&)` and returns false.
+template <class Lock, class Block>
+bool stopped_or_block(Lock &lock, std::mutex &gate, const token &t, Block block) {
+    gated_lock<Lock> both{lock, gate};
+    gate.lock();
+    // Unlocked on every way out, an exception from the block too (a user clock's now() may
+    // throw; the condition variable has taken both locks again by then).
+    struct release_gate {
+        std::mutex &g;
+        ~release_gate() { g.unlock(); }
+    } release{gate};
+    if (t.stop_requested())
+        return true;
+    block(both);  // returns with `lock` and `gate` held again
+    return false;
+}
+
+}  // namespace detail
+
+/// Waits on `cv` until `pred()` is true or `t` is stopped, as
+/// std::condition_variable_any::wait(lock, std::stop_token, pred) does: the stop wakes the wait
+/// at once. Returns `pred()` as last evaluated: true when the predicate became true, else (on a
+/// stop) `pred()` evaluated once more after the stop. `lock` must be locked by the caller (it is,
+/// again, on return); every change to what `pred` reads must be made under the same lock and
+/// followed by a notify, as for any condition variable wait. A token without a stopper
+/// (`stop_possible() == false`) gives a plain `cv.wait(lock, pred)`. Throws what `pred` throws,
+/// and stopper::error(STOPPER_ENOMEM) when the stop callback cannot be registered.
+template <class Lock, class Pred>
+bool wait(std::condition_variable_any &cv, Lock &lock, const token &t, Pred pred) {
+    if (t.stop_requested())
+        return pred();
+    if (!t.stop_possible()) {
+        cv.wait(lock, pred);
+        return true;
+    }
+    std::mutex gate;
+    callback<detail::notify_on_stop> wake(t, detail::notify_on_stop{&gate, &cv});
+    while (!pred()) {
+        if (detail::stopped_or_block(lock, gate, t, [&cv](auto &both) { cv.wait(both); }))
+            return pred();
+    }
+    return true;
+}
+
+/// As wait(cv, lock, t, pred), also ending when the clock reaches `abs`: then returns `pred()`,
+/// as std::condition_variable_any::wait_until(lock, std::stop_token, abs_time, pred) does.
+template <class Lock, class Clock, class Duration, class Pred>
+bool wait_until(std::condition_variable_any &cv, Lock &lock, const token &t,
+                const std::chrono::time_point<Clock, Duration> &abs, Pred pred) {
+    if (t.stop_requested())
+        return pred();
+    if (!t.stop_possible())
+        return cv.wait_until(lock, abs, pred);
+    std::mutex gate;
+    callback<detail::notify_on_stop> wake(t, detail::notify_on_stop{&gate, &cv});
+    while (!pred()) {
+        bool timed_out = false;
+        if (detail::stopped_or_block(lock, gate, t, [&](auto &both) {
+                timed_out = cv.wait_until(both, abs) == std::cv_status::timeout;
+            }))
+            return pred();
+        if (timed_out)
+            return pred();
+    }
+    return true;
+}
+
+/// As wait(cv, lock, t, pred), also ending after `rel` has passed (measured on
+/// std::chrono::steady_clock): then returns `pred()`, as
+/// std::condition_variable_any::wait_for(lock, std::stop_token, rel_time, pred) does.
+template <class Lock, class Rep, class Period, class Pred>
+bool wait_for(std::condition_variable_any &cv, Lock &lock, const token &t,
+              const std::chrono::duration<Rep, Period> &rel, Pred pred) {
+    return wait_until(cv, lock, t, detail::deadline_after(rel), std::move(pred));
+}
 
 }  // namespace stopper
 

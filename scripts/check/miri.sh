@@ -38,7 +38,7 @@ fi
 
 say "Miri: unit tests (slab, boundary, layout)"
 timed "miri --lib" "$CARGO" +"$NIGHTLY" miri test --locked --lib
-for t in ${MIRI_TESTS:-ffi core workers chan time stress fuzz_ffi}; do
+for t in ${MIRI_TESTS:-ffi core workers chan time stress fuzz_ffi async}; do
     say "Miri: tests/$t.rs"
     timed "miri --test $t" "$CARGO" +"$NIGHTLY" miri test --locked --test "$t" -- "${skip_args[@]}"
 done

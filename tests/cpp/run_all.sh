@@ -62,7 +62,7 @@ for std in c++17 c++20; do
     fi
 done
 # Without exceptions: it compiles, works, and a construction failure aborts with the message.
-printf '#include <stopper.hpp>\nint main(int argc, char **) {\n  stopper::source s; stopper::callback cb(s, [] {}); s.stop();\n  if (argc > 1) { stopper::source e(nullptr); (void)e.child(); }\n  return s.is_set() ? 0 : 1;\n}\n' >"$tmp/noexc.cpp"
+printf '#include <stopper.hpp>\nint main(int argc, char **) {\n  stopper::source s; stopper::callback cb(s, [] {}); stopper::callback cb2(s.get_token(), [] {});\n  stopper::thread th(s, [](stopper::token t, int) { t.wait(); }, 1);\n  s.stop(); th.join();\n  std::condition_variable_any cv; std::mutex m; std::unique_lock<std::mutex> l(m);\n  if (stopper::wait(cv, l, s.get_token(), [] { return false; })) return 1;\n  if (argc > 1) { stopper::source e(nullptr); (void)e.child(); }\n  return s.is_set() ? 0 : 1;\n}\n' >"$tmp/noexc.cpp"
 for std in c++17 c++20; do
     if ! $CXX -std=$std -fno-exceptions $strict $CPPFLAGS "$tmp/noexc.cpp" -o "$tmp/noexc" \
             -L"$STOPPER_LIBDIR" -lstopper -Wl,-rpath,"$STOPPER_LIBDIR" -pthread 2>"$tmp/err"; then

@@ -4,7 +4,13 @@
 
 #include <signal.h>
 
-extern "C" __attribute__((visibility("default"))) int uses_everything(stopper::stopper *p) {
+#include <condition_variable>
+#include <mutex>
+
+// The condition variable comes from the host (libstdc++ makes its own inside with
+// std::make_shared, which is the host's business, not stopper.hpp's).
+extern "C" __attribute__((visibility("default"))) int uses_everything(stopper::stopper *p,
+                                                                        std::condition_variable_any *cv_any) {
     using namespace std::chrono_literals;
     try {
         stopper::source s = stopper::source::share(p);
@@ -15,6 +21,17 @@ extern "C" __attribute__((visibility("default"))) int uses_everything(stopper::s
         stopper::scope in(l, stopper::signal_hook(SIGUSR2, 10ms));
         stopper::thread t(s, [](stopper::source w) { w.wait(1s); });
         stopper::thread u([] {});
+        stopper::token tk = s.get_token();
+        stopper::callback cb3(tk, [] {});
+        stopper::thread v(s, [](stopper::token t, int) { t.wait(1s); }, 1);
+        (void)s.request_stop();
+        (void)s.stop_requested();
+        (void)tk.reason();
+        std::mutex m;
+        std::unique_lock<std::mutex> lock(m);
+        (void)stopper::wait(*cv_any, lock, tk, [] { return false; });
+        (void)stopper::wait_for(*cv_any, lock, tk, 1ms, [] { return false; });
+        (void)stopper::wait_until(*cv_any, lock, tk, std::chrono::steady_clock::now(), [] { return false; });
         s.stop_after(1s);
         s.cancel_stop_after();
         (void)s.remaining();

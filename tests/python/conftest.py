@@ -21,7 +21,8 @@ def run_python(code, timeout=20, env=None):
     if env:
         e.update(env)
     p = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
+        # (-W: the package's RuntimeWarning about async mode on CPython 3.13 is not a failure)
+        [sys.executable, "-X", "faulthandler", "-W", "ignore::RuntimeWarning", "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -31,11 +32,28 @@ def run_python(code, timeout=20, env=None):
 
 
 @pytest.fixture
-def hook_errors(monkeypatch):
-    """Collects what threading.excepthook would report."""
-    seen = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
-    return seen
+def hook_errors():
+    """Collects what threading.excepthook would report during the test's call.
+
+    The hook is set by ``pytest_runtest_call`` below, around the call itself: pytest 8.3 (the
+    last release for Python 3.8) installs its own ``threading.excepthook`` after the fixtures
+    ran, which would replace one set here.
+    """
+    return []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    seen = getattr(item, "funcargs", {}).get("hook_errors")
+    if seen is None:
+        yield
+        return
+    previous = threading.excepthook
+    threading.excepthook = lambda args: seen.append(args.exc_value)
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def later(delay, fn, *args):
@@ -53,9 +71,13 @@ def later(delay, fn, *args):
 def _no_leftover_scope():
     """Every test leaves the main thread outside any stopper."""
     yield
-    from stopper import _core
+    from stopper import _delivery
 
-    st = _core._state()
+    st = _delivery.state()
+    leaked = bool(st.stack)
+    _delivery.unwind(0)  # one failing test must not fail every later one
+    assert not leaked, "a scope was left entered"
     assert stopper.current() is None
-    assert not st.stack
-    assert st.delivered_by is None and st.deferred is None and not st.clear_for
+    assert not st.stack and not st.shields
+    assert st.hold == 0 and st.scheduled == [] and st.cp is None
+    assert _delivery.checkpoint_stopper() is None

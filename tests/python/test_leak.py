@@ -3,7 +3,7 @@
 import gc
 
 import stopper
-from stopper import _core
+from stopper import _delivery, _lifecycle
 
 
 def rss_kib():
@@ -30,7 +30,7 @@ def test_no_leak_over_1e5_stoppers():
 
     # 10^5 leaked stoppers would be well over 10 MiB (each is a native object + a Python one)
     assert grows(make, rounds=2) < 8 * 1024
-    assert len(_core._live) < 1000
+    assert len(_lifecycle.live) < 1000
 
 
 def test_no_leak_children_callbacks_deadlines():
@@ -48,8 +48,8 @@ def test_no_leak_children_callbacks_deadlines():
                 c.stop()
 
     assert grows(make, rounds=2) < 8 * 1024
-    assert len(_core._callbacks) == 0
-    assert len(_core._armed) == 0
+    assert len(_lifecycle.callbacks) == 0
+    assert len(_lifecycle.armed) == 0
 
 
 def test_no_leak_scopes_timeouts_channels():
@@ -65,5 +65,5 @@ def test_no_leak_scopes_timeouts_channels():
             ch.get()
 
     assert grows(make, rounds=2) < 8 * 1024
-    assert len(_core._callbacks) == 0
-    assert not _core._state().stack
+    assert len(_lifecycle.callbacks) == 0
+    assert not _delivery.state().stack

@@ -320,6 +320,24 @@ def test_object_open_to_others_is_refused(names):
     assert stopper.Stopper.shared(name) == s
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="making another user's object needs root")
+def test_another_users_object_is_refused_naming_its_owner_and_what_to_do(names):
+    # Another user's object on the name: we cannot remove it, so the error must not suggest
+    # unlink_shared; it says whose it is and what to do instead.
+    name = names()
+    stopper.Stopper.shared(name)
+    uid = 3000000 + os.getpid()  # no account has it
+    os.chown(shm(name), uid, -1)
+    try:
+        with pytest.raises(ValueError) as ei:
+            stopper.Stopper.shared(name + "")  # a fresh open of the object (same process)
+        msg = str(ei.value)
+        assert f"uid {uid}" in msg and "another name" in msg and "root" in msg
+        assert "remove it with stopper.unlink_shared" not in msg
+    finally:
+        os.chown(shm(name), 0, -1)
+
+
 def test_mode_is_0600(names):
     name = names()
     old = os.umask(0)

@@ -219,15 +219,15 @@ def test_callback_may_stop_other_stoppers_and_cancel_itself():
 
 
 def test_dropped_stopper_unregisters_its_callbacks():
-    from stopper import _core
+    from stopper import _lifecycle
 
-    before = len(_core._callbacks)
+    before = len(_lifecycle.callbacks)
     for _ in range(200):
         s = stopper.Stopper()
         s.on_stop(print)
         del s
     gc.collect()
-    assert len(_core._callbacks) == before
+    assert len(_lifecycle.callbacks) == before
 
 
 def test_fileno_select_and_selectors():

@@ -105,8 +105,10 @@ def test_run_exception_still_reported(hook_errors):
 def test_bad_arguments():
     with pytest.raises(TypeError):
         stopper.StoppableThread(stopper=3)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError):
         stopper.StoppableThread(interrupt="yes")
+    with pytest.raises(ValueError):
+        stopper.StoppableThread(interrupt=1)
     t = stopper.StoppableThread(target=lambda: None)
     with pytest.raises(ValueError):
         t.join(-1)

@@ -3,7 +3,9 @@
 A :class:`Stopper` is a one-way stop flag whose waits wake the moment it is stopped, with
 children, deadlines, callbacks, a file descriptor for event loops, and worker join.
 :class:`StoppableThread` is the Cookbook's stoppable thread done right (``join`` = stop + join,
-and optionally an exception raised into the thread on stop); :func:`timeout` bounds a block;
+and optionally a stop raised into the thread: at checkpoints or anywhere, see
+:meth:`Stopper.interruptible`, :func:`checkpoint`, :func:`shield`, :func:`sleep`);
+:func:`timeout` bounds a block as ``asyncio.timeout`` does;
 :class:`Channel` is a queue whose ``get``/``put`` end on a stop instead of polling.
 :meth:`Stopper.shared` shares one stop between processes (in any language);
 :meth:`Stopper.watch_process` ends a process with SIGTERM then SIGKILL on the stop, and
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 from . import _native
 from ._channel import Channel
-from ._core import StopHandle, Stopper, current, timeout, wait_any
+from ._delivery import checkpoint, shield, sleep
 from ._errors import ChannelClosed, StopRequested, Timeout
 from ._native import StopperError
 from ._process import unlink_shared
+from ._stopper import StopHandle, Stopper, current, wait_any
 from ._thread import StoppableThread
+from ._timeout import timeout
 
 __version__ = "0.1.0"
 
@@ -58,6 +62,9 @@ __all__ = [
     "wait_any",
     "unlink_shared",
     "timeout",
+    "checkpoint",
+    "shield",
+    "sleep",
     "StopRequested",
     "Timeout",
     "ChannelClosed",

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import threading
 from ctypes import byref, c_uint64
-from typing import Any, Generic, Iterator, NoReturn, Optional, TypeVar
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Iterator, NoReturn, Optional, TypeVar
 
-from . import _core as _c
+    T = TypeVar("T")
+
+from . import _delivery as _d
+from . import _lifecycle as _lc
 from . import _native as _n
-from ._core import Stopper
+from ._args import timeout_ns as _timeout_ns
+from ._stopper import Stopper, _stopper_arg, one_handle
 from ._errors import ChannelClosed, StopRequested
 
 __all__ = ["Channel"]
 
-T = TypeVar("T")
-
-
-class Channel(Generic[T]):
+class Channel:
     """A multi-producer multi-consumer queue whose blocking :meth:`put` and :meth:`get` end
     the moment a stopper stops (:class:`StopRequested`), instead of polling with a timeout.
 
@@ -28,6 +32,10 @@ class Channel(Generic[T]):
     ``interrupt=True``, ``timeout()``), a stop of that scope also ends the wait, with its
     exception.
     """
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        """``Channel[int]`` in annotations, as for a generic class."""
+        return cls
 
     def __init__(self, capacity: int = 0) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int):
@@ -43,7 +51,7 @@ class Channel(Generic[T]):
         self._lock = threading.Lock()
         self._next = itertools.count(1).__next__
         self._closed = False
-        _c._register_finalizer(self, [_c._partial(_n.stopper_chan_release, h)])
+        _lc.register_finalizer(self, [functools.partial(_n.stopper_chan_release, h)])
 
     def _detach(self) -> None:
         self._h = None
@@ -59,20 +67,29 @@ class Channel(Generic[T]):
         Raises :class:`StopRequested` when ``stopper`` stops first, :class:`queue.Full` after
         ``timeout`` seconds, :class:`ChannelClosed` when the channel is closed."""
         if stopper is not None:
-            _c._stopper_arg(stopper)
-        ns = _c._timeout_ns(timeout)
-        ts = _c._state()
-        scopes = _c._active_scopes(ts) if ts.stack else []
+            _stopper_arg(stopper)
+        ns = _timeout_ns(timeout)
+        cp = _d.checkpoint_stopper()
         tok = self._next()
         with self._lock:
             self._items[tok] = obj
-        with _c._Combined(stopper, scopes) as sh:
-            st = _n.stopper_chan_send(self._h, tok, sh, ns)
+        try:
+            if cp is None:
+                st = _n.stopper_chan_send(self._h, tok, None if stopper is None else stopper._h, ns)
+            else:
+                with _d.in_checkpoint() as c, one_handle(stopper, cp) as sh:
+                    st = _n.stopper_chan_send(self._h, tok, sh, ns)
+                    if st == _n.OK:
+                        c.completed()  # handed over: the stop is for the next checkpoint
+        except BaseException:
+            with self._lock:
+                self._items.pop(tok, None)
+            raise
         if st == _n.OK:
             return
         with self._lock:
             self._items.pop(tok, None)
-        self._fail(st, "put", ts, scopes, stopper)
+        self._fail(st, "put", stopper)
 
     def get(self, stopper: Optional[Stopper] = None, timeout: Optional[float] = None) -> T:
         """Takes the oldest object, waiting for one when the channel is empty.
@@ -80,23 +97,25 @@ class Channel(Generic[T]):
         Raises :class:`StopRequested` when ``stopper`` stops first, :class:`queue.Empty`
         after ``timeout`` seconds, :class:`ChannelClosed` once closed and drained."""
         if stopper is not None:
-            _c._stopper_arg(stopper)
-        ns = _c._timeout_ns(timeout)
-        ts = _c._state()
-        scopes = _c._active_scopes(ts) if ts.stack else []
+            _stopper_arg(stopper)
+        ns = _timeout_ns(timeout)
+        cp = _d.checkpoint_stopper()
         item = c_uint64(0)
-        with _c._Combined(stopper, scopes) as sh:
-            st = _n.stopper_chan_recv(self._h, byref(item), sh, ns)
+        if cp is None:
+            st = _n.stopper_chan_recv(self._h, byref(item), None if stopper is None else stopper._h, ns)
+        else:
+            with _d.in_checkpoint() as c, one_handle(stopper, cp) as sh:
+                st = _n.stopper_chan_recv(self._h, byref(item), sh, ns)
+                if st == _n.OK:
+                    c.completed()  # the item must reach the caller
         if st == _n.OK:
             with self._lock:
                 obj: T = self._items.pop(item.value)
             return obj
-        self._fail(st, "get", ts, scopes, stopper)
+        self._fail(st, "get", stopper)
 
-    def _fail(self, st: int, op: str, ts: Any, scopes: Any, stopper: Optional[Stopper]) -> "NoReturn":
+    def _fail(self, st: int, op: str, stopper: Optional[Stopper]) -> "NoReturn":
         if st == _n.STOPPED:
-            if scopes:
-                _c._raise_if_interrupted(ts, scopes)
             raise StopRequested(f"stopped during Channel.{op}()", reason=stopper.reason if stopper else None)
         if st == _n.TIMEDOUT:
             raise (queue.Full if op == "put" else queue.Empty)()

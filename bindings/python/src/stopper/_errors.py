@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["StopRequested", "Timeout", "ChannelClosed"]
 
@@ -23,8 +25,15 @@ class StopRequested(BaseException):
         self.reason = reason
 
 
-class Timeout(StopRequested):
-    """Raised inside a :func:`stopper.timeout` block when its time limit passes."""
+class Timeout(TimeoutError):
+    """Raised by a :func:`stopper.timeout` block whose time limit passed: inside the block the
+    deadline unwinds the code as :class:`StopRequested`; at the block's exit it becomes this
+    (as ``asyncio.timeout`` turns ``CancelledError`` into ``TimeoutError``).  It is a built-in
+    :class:`TimeoutError`; ``seconds`` is the limit."""
+
+    def __init__(self, *args: object, seconds: Optional[float] = None) -> None:
+        super().__init__(*args)
+        self.seconds = seconds
 
 
 class ChannelClosed(Exception):

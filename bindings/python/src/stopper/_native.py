@@ -1,8 +1,10 @@
 """The one place that knows the C ABI of libstopper.
 
 This module finds and loads the shared library, checks its ABI version, declares every C
-prototype once (``argtypes``/``restype``), and maps status codes to Python exceptions
-(:func:`check`).  Nothing outside this module calls :mod:`ctypes` on library symbols by name.
+prototype once (``argtypes``/``restype``, on first use: :data:`_PROTOTYPES`, so that
+``import stopper`` does not pay for the ones a program never calls), and maps status codes to
+Python exceptions (:func:`check`).  Nothing outside this module calls :mod:`ctypes` on library
+symbols by name.
 
 Functions loaded through :class:`ctypes.CDLL` release the GIL for the duration of the call,
 so every blocking call of the library (waits, joins, channel operations) lets other Python
@@ -12,7 +14,6 @@ threads run.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from ctypes import (
     CFUNCTYPE,
@@ -31,7 +32,9 @@ from ctypes import (
     c_ulong,
     c_void_p,
 )
-from typing import Any, List, NoReturn, Optional, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Iterator, List, NoReturn, Optional, Tuple
 
 #: The ABI major version this package was written for (``stopper_abi_version() >> 16``).
 ABI_MAJOR = 0
@@ -78,20 +81,51 @@ class StopperError(RuntimeError):
         super().__init__(f"{what}: {strerror(code)} (status {code})")
 
 
-def _candidates() -> List[Tuple[str, str]]:
-    """Where to look for the library, in order: (description, path or name)."""
+def _candidates() -> Iterator[Tuple[str, str]]:
+    """Where to look for the library, in order: (description, path or name).  Lazy: the slow
+    ``ctypes.util`` lookup is made only when the usual places failed."""
     env = os.environ.get("STOPPER_LIBRARY")
     if env:
         # Set explicitly: that file and nothing else, so a wrong setting is never hidden
         # by a library found elsewhere.
-        return [("$STOPPER_LIBRARY", env)]
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), LIBRARY_FILE)
-    out = [("beside the package", here)]
+        yield ("$STOPPER_LIBRARY", env)
+        return
+    yield ("beside the package", os.path.join(os.path.dirname(os.path.abspath(__file__)), LIBRARY_FILE))
+    yield ("system path", LIBRARY_FILE)
+    import ctypes.util
+
     found = ctypes.util.find_library("stopper")
-    out.append(("system path", found or LIBRARY_FILE))
     if found and found != LIBRARY_FILE:
-        out.append(("system path", LIBRARY_FILE))
-    return out
+        yield ("system path", found)
+
+
+#: ELF e_machine numbers of the platforms a wheel may be built for, by os.uname().machine.
+_ELF_MACHINES = {
+    62: "x86_64", 183: "aarch64", 3: "i686", 40: "armv7l", 243: "riscv64", 21: "ppc64le", 22: "s390x",
+}
+
+
+def _why_not_loadable(path: str) -> str:
+    """Explains a load failure of a file that exists: not a shared library, or one built for
+    another machine (glibc then says "No such file or directory", which misleads)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return ""
+    if head[:4] != b"\x7fELF":
+        return " (the file exists but is not an ELF shared library)"
+    if len(head) < 20:
+        return " (the file exists but is truncated)"
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    built_for = _ELF_MACHINES.get(machine, f"ELF machine {machine}")
+    here = os.uname().machine
+    if built_for != here:
+        return (
+            f" (the file exists but was built for {built_for}, and this is {here}:"
+            " a wheel for another platform?)"
+        )
+    return " (the file exists; see the loader's message)"
 
 
 def _load() -> ctypes.CDLL:
@@ -103,7 +137,7 @@ def _load() -> ctypes.CDLL:
         try:
             lib = ctypes.CDLL(path, use_errno=True)
         except OSError as e:
-            tried.append(f"{path} ({where}): {e}")
+            tried.append(f"{path} ({where}): {e}{_why_not_loadable(path)}")
             continue
         try:
             fn = lib.stopper_abi_version
@@ -126,8 +160,8 @@ def _load() -> ctypes.CDLL:
         f"(expected ABI version {ABI_MAJOR}.{ABI_MINOR}, i.e. stopper_abi_version() == "
         f"{(ABI_MAJOR << 16) | ABI_MINOR:#x} or a later minor). Tried:\n  "
         + "\n  ".join(tried)
-        + "\nBuild it with `make lib` and reinstall the package, or set STOPPER_LIBRARY "
-        "to the path of libstopper.so.0."
+        + "\nReinstall the package (`pip install` builds the library with cargo), or set "
+        "STOPPER_LIBRARY to the path of a libstopper.so.0 built for this machine."
     )
 
 
@@ -161,43 +195,62 @@ def _proto(name: str, restype: Any, *argtypes: Any, optional: bool = False) -> A
     return f
 
 
-# Every prototype, once.  Pointers travel as c_void_p (Python int or None), never as objects
-# a user could see.
-stopper_new = _proto("stopper_new", stopper_p)
-stopper_new_child = _proto("stopper_new_child", stopper_p, stopper_p)
-stopper_new_linked = _proto("stopper_new_linked", stopper_p, POINTER(c_void_p), c_size_t)
-stopper_retain = _proto("stopper_retain", stopper_p, stopper_p)
-stopper_release = _proto("stopper_release", None, stopper_p)
-stopper_stop = _proto("stopper_stop", c_int32, stopper_p, c_int32)
-stopper_is_set = _proto("stopper_is_set", c_bool, stopper_p)
-stopper_flag = _proto("stopper_flag", c_void_p, stopper_p)
-stopper_reason = _proto("stopper_reason", c_int32, stopper_p)
-stopper_wait = _proto("stopper_wait", c_int32, stopper_p, c_int64)
-stopper_wait_any = _proto("stopper_wait_any", c_int32, POINTER(c_void_p), c_size_t, c_int64, POINTER(c_size_t))
-stopper_strerror = _proto("stopper_strerror", c_char_p, c_int32)
-stopper_on_stop = _proto("stopper_on_stop", c_int32, stopper_p, CALLBACK_FN, c_void_p, POINTER(c_uint64))
-stopper_unregister = _proto("stopper_unregister", c_int32, stopper_p, c_uint64)
-stopper_enter = _proto("stopper_enter", c_int32, stopper_p, POINTER(Hook))
-stopper_exit = _proto("stopper_exit", c_int32, stopper_p)
-stopper_current = _proto("stopper_current", stopper_p)
-stopper_join = _proto("stopper_join", c_int32, stopper_p, c_int64)
-stopper_thread_id = _proto("stopper_thread_id", c_uint64)
-stopper_stop_after = _proto("stopper_stop_after", c_int32, stopper_p, c_int64, c_int32)
-stopper_remaining_ns = _proto("stopper_remaining_ns", c_int64, stopper_p)
-stopper_fd = _proto("stopper_fd", c_int32, stopper_p)
-stopper_wait_fd = _proto("stopper_wait_fd", c_int32, stopper_p, c_int32, c_int16, c_int64, POINTER(c_int16))
-stopper_abi_version = _proto("stopper_abi_version", c_uint32)
-stopper_version = _proto("stopper_version", c_char_p)
-stopper_chan_new = _proto("stopper_chan_new", chan_p, c_size_t)
-stopper_chan_release = _proto("stopper_chan_release", None, chan_p)
-stopper_chan_send = _proto("stopper_chan_send", c_int32, chan_p, c_uint64, stopper_p, c_int64)
-stopper_chan_recv = _proto("stopper_chan_recv", c_int32, chan_p, POINTER(c_uint64), stopper_p, c_int64)
-stopper_chan_close = _proto("stopper_chan_close", None, chan_p)
-stopper_chan_len = _proto("stopper_chan_len", c_size_t, chan_p)
-stopper_open_shared = _proto("stopper_open_shared", stopper_p, c_char_p)
-stopper_unlink_shared = _proto("stopper_unlink_shared", c_int32, c_char_p)
-stopper_watch_process = _proto("stopper_watch_process", c_int32, stopper_p, c_int32, c_int64)
-stopper_stop_on_signal = _proto("stopper_stop_on_signal", c_int32, stopper_p, c_int32)
+# Every prototype, declared once, on first use (module __getattr__ below): name -> (restype,
+# *argtypes).  Pointers travel as c_void_p (Python int or None), never as objects a user could
+# see.
+_PROTOTYPES = {
+    "stopper_new": (stopper_p,),
+    "stopper_new_child": (stopper_p, stopper_p),
+    "stopper_new_linked": (stopper_p, POINTER(c_void_p), c_size_t),
+    "stopper_retain": (stopper_p, stopper_p),
+    "stopper_release": (None, stopper_p),
+    "stopper_stop": (c_int32, stopper_p, c_int32),
+    "stopper_is_set": (c_bool, stopper_p),
+    "stopper_flag": (c_void_p, stopper_p),
+    "stopper_reason": (c_int32, stopper_p),
+    "stopper_wait": (c_int32, stopper_p, c_int64),
+    "stopper_wait_any": (c_int32, POINTER(c_void_p), c_size_t, c_int64, POINTER(c_size_t)),
+    "stopper_strerror": (c_char_p, c_int32),
+    "stopper_on_stop": (c_int32, stopper_p, CALLBACK_FN, c_void_p, POINTER(c_uint64)),
+    "stopper_unregister": (c_int32, stopper_p, c_uint64),
+    "stopper_enter": (c_int32, stopper_p, POINTER(Hook)),
+    "stopper_exit": (c_int32, stopper_p),
+    "stopper_current": (stopper_p,),
+    "stopper_join": (c_int32, stopper_p, c_int64),
+    "stopper_thread_id": (c_uint64,),
+    "stopper_stop_after": (c_int32, stopper_p, c_int64, c_int32),
+    "stopper_remaining_ns": (c_int64, stopper_p),
+    "stopper_fd": (c_int32, stopper_p),
+    "stopper_wait_fd": (c_int32, stopper_p, c_int32, c_int16, c_int64, POINTER(c_int16)),
+    "stopper_abi_version": (c_uint32,),
+    "stopper_version": (c_char_p,),
+    "stopper_chan_new": (chan_p, c_size_t),
+    "stopper_chan_release": (None, chan_p),
+    "stopper_chan_send": (c_int32, chan_p, c_uint64, stopper_p, c_int64),
+    "stopper_chan_recv": (c_int32, chan_p, POINTER(c_uint64), stopper_p, c_int64),
+    "stopper_chan_close": (None, chan_p),
+    "stopper_chan_len": (c_size_t, chan_p),
+    "stopper_open_shared": (stopper_p, c_char_p),
+    "stopper_unlink_shared": (c_int32, c_char_p),
+    "stopper_watch_process": (c_int32, stopper_p, c_int32, c_int64),
+    "stopper_stop_on_signal": (c_int32, stopper_p, c_int32),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Declares a library function the first time it is used (then it is a module global)."""
+    spec = _PROTOTYPES.get(name)
+    if spec is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    fn = _proto(name, *spec)
+    globals()[name] = fn
+    return fn
+
+
+def function(name: str) -> Any:
+    """The library function ``name`` (declared on first use), for this module's own calls."""
+    return globals().get(name) or __getattr__(name)
+
 
 # CPython's own API, for the interrupt hook.  PyDLL keeps the GIL held during the call (the
 # caller must hold it).  Two prototypes of one symbol: one raises a class, one clears (NULL).
@@ -212,9 +265,15 @@ FlagView = c_bool
 assert ctypes.sizeof(c_bool) == ctypes.sizeof(c_uint8) == 1
 
 
+def keep_forever(obj: Any) -> None:
+    """Leaks one reference to ``obj`` (a ctypes trampoline the library may call at any time,
+    even during module teardown)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
 def strerror(code: int) -> str:
     """The library's name for a status code."""
-    s = stopper_strerror(code)
+    s = function("stopper_strerror")(code)
     return s.decode("utf-8", "replace") if s else f"status {code}"
 
 
@@ -239,13 +298,13 @@ def check(code: int, what: str) -> int:
 
 def version() -> str:
     """The loaded library's version string (``stopper_version()``)."""
-    v = stopper_version()
+    v = function("stopper_version")()
     return v.decode() if v else ""
 
 
 def abi_version() -> Tuple[int, int]:
     """The loaded library's ABI version as (major, minor)."""
-    v = int(stopper_abi_version())
+    v = int(function("stopper_abi_version")())
     return v >> 16, v & 0xFFFF
 
 

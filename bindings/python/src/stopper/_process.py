@@ -1,6 +1,6 @@
 """Processes: argument checks and error messages for shared stoppers, process escalation and
 stops on a signal (SPEC.md, "Processes").  The methods themselves live on
-:class:`stopper.Stopper` (``_core``); this module holds what they share, and
+:class:`stopper.Stopper` (``_stopper``); this module holds what they share, and
 :func:`unlink_shared`.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
-import signal
-import subprocess
-from typing import Any, NoReturn, Optional, Tuple
+import sys
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, Optional, Tuple
 
 from . import _native as _n
 
@@ -20,23 +20,29 @@ __all__ = ["unlink_shared"]
 
 #: The rule for shared stopper names (SPEC.md): also refused are "." and "..".
 NAME_RULE = "[A-Za-z0-9_.-]{1,200}, not '.' or '..'"
-_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
-# Signals a stop-on-signal handler may never take (the library refuses them too): the ones
-# that cannot be caught, and the synchronous/fatal ones a handler would turn into a busy loop.
-_UNCATCHABLE = {int(signal.SIGKILL), int(signal.SIGSTOP)}
-_SYNCHRONOUS = {
-    int(getattr(signal, n))
-    for n in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGTRAP", "SIGSYS")
-    if hasattr(signal, n)
-}
+
+def _refused_signals() -> "Tuple[set, set]":
+    """Signals a stop-on-signal handler may never take (the library refuses them too): the
+    ones that cannot be caught, and the synchronous/fatal ones a handler would turn into a busy
+    loop.  (``signal`` is imported here, when a signal is named: `import stopper` stays light.)"""
+    import signal
+
+    uncatchable = {int(signal.SIGKILL), int(signal.SIGSTOP)}
+    synchronous = {
+        int(getattr(signal, n))
+        for n in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGTRAP", "SIGSYS")
+        if hasattr(signal, n)
+    }
+    return uncatchable, synchronous
 
 
 def shared_name_arg(name: Any) -> bytes:
     """Checks a shared stopper name; returns it encoded for the C call."""
     if not isinstance(name, str):
         raise TypeError(f"a shared stopper name must be a str, not {type(name).__name__}")
-    if not _NAME_RE.fullmatch(name) or name in (".", ".."):
+    if not 1 <= len(name) <= 200 or not _NAME_CHARS.issuperset(name) or name in (".", ".."):
         raise ValueError(
             f"invalid shared stopper name {name!r}: a name must match {NAME_RULE} "
             "(it becomes the POSIX shared-memory object /stopper.<name>)"
@@ -56,6 +62,22 @@ def fail_open(name: str, err: int) -> NoReturn:
     if err == 0:
         raise OSError(f"{what}: stopper_open_shared failed without saying why")
     if err == errno.EINVAL:
+        try:
+            owner = os.stat(shm_path(name)).st_uid
+        except OSError:
+            owner = os.geteuid()
+        if owner != os.geteuid():
+            try:
+                import pwd
+
+                who = f"user {pwd.getpwuid(owner).pw_name!r} (uid {owner})"
+            except (ImportError, KeyError):
+                who = f"uid {owner}"
+            raise ValueError(
+                f"{what}: {shm_path(name)} belongs to {who}, not to this user: refused. This "
+                "user cannot remove it (stopper.unlink_shared would fail too): pick another "
+                "name, or ask that user (or root) to remove it."
+            )
         raise ValueError(
             f"{what}: {shm_path(name)} is not a shared stopper this process can trust (corrupt, "
             "truncated, of another layout, not owned by this user, or open to other users): "
@@ -118,7 +140,8 @@ def process_arg(p: Any) -> Tuple[Optional[int], str]:
         if p.exitcode is not None:
             return None, repr(p)
         return int(p.pid), repr(p)
-    if isinstance(p, subprocess.Popen) or (
+    subprocess = sys.modules.get("subprocess")  # not imported: p cannot be a Popen
+    if (subprocess is not None and isinstance(p, subprocess.Popen)) or (
         hasattr(p, "returncode") and isinstance(getattr(p, "pid", None), int) and not isinstance(p.pid, bool)
     ):
         # subprocess.Popen and the like (asyncio.subprocess.Process): returncode is set once
@@ -140,10 +163,13 @@ def signal_arg(signum: Any) -> int:
     to say precisely what is wrong)."""
     if isinstance(signum, bool) or not isinstance(signum, int):
         raise TypeError(f"stop_on_signal takes a signal number (int or signal.Signals), not {type(signum).__name__}")
+    import signal
+
     s = int(signum)
     top = min(63, int(getattr(signal, "SIGRTMAX", 64)))
     if not 1 <= s <= top:
         raise ValueError(f"stop_on_signal: signal number {s} is out of range (1..{top})")
+    _UNCATCHABLE, _SYNCHRONOUS = _refused_signals()
     if s in _UNCATCHABLE:
         raise ValueError(f"stop_on_signal: {_signame(s)} cannot be caught")
     if s in _SYNCHRONOUS:
@@ -155,6 +181,8 @@ def signal_arg(signum: Any) -> int:
 
 
 def _signame(s: int) -> str:
+    import signal
+
     try:
         return signal.Signals(s).name
     except ValueError:
@@ -164,6 +192,8 @@ def _signame(s: int) -> str:
 def fail_signal(s: int) -> NoReturn:
     """The exception for ``stopper_stop_on_signal`` refusing a usable signal number: it
     already has a disposition that is not the default (or the library's own)."""
+    import signal
+
     name = _signame(s)
     try:
         cur = signal.getsignal(s)

@@ -5,71 +5,35 @@ from __future__ import annotations
 
 import functools
 import threading
-from ctypes import byref
-from typing import Any, Callable, Iterable, Mapping, Optional
+TYPE_CHECKING = False  # typing is not imported at run time: `import stopper` stays light
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
-from . import _core as _c
-from . import _native as _n
-from ._core import Stopper, _Entry, _Interrupt
+from . import _delivery as _d
+from ._args import timeout_ns as _timeout_ns
 from ._errors import StopRequested
+from ._stopper import Stopper, _stopper_arg
 
 __all__ = ["StoppableThread"]
 
 
 def _run_in_scope(thread: "StoppableThread", run: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    ts = _c._state()
-    if thread._stopper_inside == ts.ident:  # super().run() from an overriding run()
+    ident = threading.get_ident()
+    if thread._stopper_inside == ident:  # super().run() from an overriding run()
         return run(thread, *args, **kwargs)
     s = thread._stopper
-    h = s._h
-    barrier = _Entry(None, None, _c._NOOP)
-    sc: Optional[_Interrupt] = None
-    enter: "tuple[Callable[[], Any], ...]"
-    if thread._interrupt:
-        sc = _Interrupt(s, ts, StopRequested)
-        sc.hook = hook = _n.Hook(_c._HOOK_TRAMP, sc.key, 0)
-        entry = _Entry(
-            s,
-            sc,
-            _c._partial(
-                _c._deque,
-                map(
-                    _c._CALL,
-                    (
-                        _c._partial(_n.stopper_exit, h),  # waits for a hook call in progress
-                        _c._partial(setattr, sc, "active", False),
-                        _c._partial(_c._interrupts.pop, sc.key, None),
-                    ),
-                ),
-                0,
-            ),
-        )
-        enter = (
-            _c._partial(_c._interrupts.__setitem__, sc.key, sc),
-            _c._partial(setattr, sc, "active", True),
-            _c._partial(_n.stopper_enter, h, byref(hook)),
-            _c._partial(ts.stack.append, entry),
-        )
-    else:
-        entry = _Entry(s, None, _c._partial(_n.stopper_exit, h))
-        enter = (_c._partial(_n.stopper_enter, h, None), _c._partial(ts.stack.append, entry))
-    close = _c._exit_chain(ts, barrier, sc)
-    ts.stack.append(barrier)  # an exception from here on is caught below; close() pops to it
+    thread._stopper_inside = ident
+    depth = _d.depth()
     try:
-        thread._stopper_inside = ts.ident
-        list(map(_c._CALL, enter))
-        if sc is not None and s.is_set():
-            # Entered an already stopped stopper: no hook call comes, raise here.
-            _c._mark_delivered(ts, sc)
-            raise _c._make_exc(sc)
-        return run(thread, *args, **kwargs)
+        with (s if thread._interrupt is False else s.interruptible(thread._interrupt)):
+            return run(thread, *args, **kwargs)
     except StopRequested:
         if s.is_set():
             return None  # the expected way for an interrupted run() to end
         raise
     finally:
-        close()
         thread._stopper_inside = None
+        _d.unwind(depth)  # a scope whose exit never ran must not outlive run()
 
 
 def _inside(run: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,11 +55,13 @@ class StoppableThread(threading.Thread):
     * ``join()`` stops, then joins (the Cookbook recipe: join means "stop, then wait");
     * ``run()`` (yours, if you override it, or ``target``) executes inside the stopper:
       :func:`stopper.current` returns it there, and stopper waits wake on its stop;
-    * with ``interrupt=True``, a stop raises :class:`StopRequested` inside ``run()`` (through
-      ``PyThreadState_SetAsyncExc``), also when it comes from a deadline; ``run()`` ending by
-      that exception ends the thread quietly.  The exception reaches Python code at once and
-      stopper waits at once, but not C code that never returns to Python (``time.sleep``,
-      ``socket.recv``): use stopper waits there.  It never fires after ``run()`` returned.
+    * ``interrupt`` says how a stop reaches ``run()`` (see :mod:`stopper._delivery`):
+      ``False`` (default) cooperatively; ``"checkpoint"``: :class:`StopRequested` is raised
+      inside checkpoints (stopper waits, :func:`stopper.sleep`, :func:`stopper.checkpoint`,
+      ``stopper.sync``, patched calls), never between two ordinary lines; ``"async"`` (or
+      ``True``): also anywhere Python code runs (``PyThreadState_SetAsyncExc``), also when
+      the stop comes from a deadline.  ``run()`` ending by that exception ends the thread
+      quietly.  It never fires after ``run()`` returned.
 
     ``stopper``: share an existing :class:`Stopper` (stopping any of the threads that share it
     stops them all); by default each thread gets its own.
@@ -111,17 +77,16 @@ class StoppableThread(threading.Thread):
         *,
         daemon: Optional[bool] = None,
         stopper: Optional[Stopper] = None,
-        interrupt: bool = False,
+        interrupt: Union[bool, str] = False,
     ) -> None:
         if stopper is None:
             stopper = Stopper()
         else:
-            _c._stopper_arg(stopper)
-        if not isinstance(interrupt, bool):
-            raise TypeError(f"interrupt must be a bool, not {type(interrupt).__name__}")
+            _stopper_arg(stopper)
+        mode = _d.mode_arg(interrupt, cooperative_ok=True)
         super().__init__(group, target, name, args, kwargs, daemon=daemon)
         self._stopper = stopper
-        self._interrupt = interrupt
+        self._interrupt: Union[bool, str] = False if mode is None else mode
         self._stopper_inside: Optional[int] = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
@@ -135,8 +100,8 @@ class StoppableThread(threading.Thread):
         return self._stopper
 
     @property
-    def interrupt(self) -> bool:
-        """Whether a stop raises StopRequested inside run()."""
+    def interrupt(self) -> Union[bool, str]:
+        """How a stop reaches run(): False (cooperative), "checkpoint" or "async"."""
         return self._interrupt
 
     def stop(self, reason: int = 0) -> bool:
@@ -149,7 +114,7 @@ class StoppableThread(threading.Thread):
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Stops the thread, then waits for it like :meth:`threading.Thread.join`."""
-        _c._timeout_ns(timeout)
+        _timeout_ns(timeout)
         self._stopper.stop()
         super().join(timeout)
 
