@@ -690,7 +690,7 @@ mod watcher {
                     inner.publish_stop();
                     // Waiters of every process on this page, also those a peer's cleared
                     // waiter bit would leave asleep (the stop wakes only announced sleepers).
-                    sys::futex_wake_all(&inner.cell().word, true);
+                    crate::sync::futex::wake_all(&inner.cell().word, true);
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         inner.run_stop_actions(reason)
                     }));
