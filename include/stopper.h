@@ -102,8 +102,8 @@ static inline bool stopper_flag_is_set(const uint8_t *flag) {
 #define STOPPER_REASON_SIGNAL 3
 
 /**
- * The largest capacity of a bounded channel: its slots are allocated up front. Beyond it, use
- * an unbounded channel (capacity 0), which allocates as it grows.
+ * The largest capacity of a bounded channel; beyond it, use an unbounded channel (capacity 0).
+ * A channel allocates as items arrive, never its capacity up front.
  */
 #define STOPPER_CHAN_MAX_CAPACITY 16777216
 
@@ -173,7 +173,8 @@ extern "C" {
  * already stopped it runs `fn` at once on the calling thread, registers nothing, sets `*id`
  * to 0 and returns `STOPPER_STOPPED`. Callbacks run once each, in registration order, on the
  * thread that stops `s`, with no lock of the library held: a callback may call any function
- * of the library. NULL `s` or `fn`: `STOPPER_EINVAL`.
+ * of the library. NULL `s` or `fn`: `STOPPER_EINVAL`. `STOPPER_ENOMEM` (nothing registered,
+ * `fn` not called, `*id` set to 0) when memory cannot be had.
  */
 int32_t stopper_on_stop(struct stopper *s, stopper_callback_fn fn, void *user_data, uint64_t *id);
 
@@ -191,7 +192,8 @@ int32_t stopper_unregister(struct stopper *s, uint64_t id);
 /**
  * Creates a channel holding at most `capacity` items (0: unbounded). The caller owns the
  * returned reference (release it with `stopper_chan_release`). Returns NULL with `errno` =
- * `EINVAL` when `capacity` exceeds `STOPPER_CHAN_MAX_CAPACITY`.
+ * `EINVAL` when `capacity` exceeds `STOPPER_CHAN_MAX_CAPACITY`, NULL with `errno` = `ENOMEM`
+ * when memory cannot be had. Memory follows the items queued, not the capacity.
  */
 struct stopper_chan *stopper_chan_new(size_t capacity);
 
@@ -210,7 +212,7 @@ void stopper_chan_release(struct stopper_chan *c);
  * Sends `item`, blocking while the channel is full. Returns `STOPPER_OK`, `STOPPER_STOPPED`
  * the moment `s` stops (checked first; NULL `s` never stops), `STOPPER_TIMEDOUT` after
  * `timeout_ns` (negative: no limit; 0: never blocks), `STOPPER_CLOSED` when the channel is
- * closed. NULL `c`: `STOPPER_EINVAL`.
+ * closed, `STOPPER_ENOMEM` when the queue cannot grow. NULL `c`: `STOPPER_EINVAL`.
  */
 int32_t stopper_chan_send(struct stopper_chan *c, uint64_t item, const struct stopper *s, int64_t timeout_ns);
 
@@ -237,8 +239,8 @@ size_t stopper_chan_len(const struct stopper_chan *c);
 
 /**
  * Creates a running stopper. The caller owns the returned reference (release it with
- * `stopper_release`). Never NULL in practice: out of memory aborts the process, as Rust's
- * allocator does.
+ * `stopper_release`). NULL with `errno` = `ENOMEM` when memory cannot be had (the library
+ * never aborts its host).
  */
 struct stopper *stopper_new(void);
 
@@ -246,14 +248,16 @@ struct stopper *stopper_new(void);
  * Creates a child of `parent`: stopped when `parent` is (recording the parent's reason),
  * never the other way round; born stopped when `parent` already is. The child keeps its
  * parent alive; releasing the child unlinks it from the parent. The caller owns the returned
- * reference. NULL `parent`: returns NULL (`STOPPER_EINVAL`).
+ * reference. NULL `parent`: returns NULL (`STOPPER_EINVAL`). Out of memory: NULL with
+ * `errno` = `ENOMEM`, and `parent` is left as it was.
  */
 struct stopper *stopper_new_child(struct stopper *parent);
 
 /**
  * Creates a stopper stopped when any of `parents[0..n]` is, with that parent's reason.
  * `n == 0` gives a plain running stopper. NULL `parents` with `n > 0`, or a NULL entry:
- * returns NULL. The caller owns the returned reference.
+ * returns NULL. The caller owns the returned reference. Out of memory: NULL with `errno` =
+ * `ENOMEM`, and no parent keeps a link.
  */
 struct stopper *stopper_new_linked(struct stopper *const *parents, size_t n);
 
@@ -310,7 +314,7 @@ int32_t stopper_wait(const struct stopper *s, int64_t timeout_ns);
  * index of a stopped entry to `*which` (`which` may be NULL), or `STOPPER_TIMEDOUT`. NULL
  * entries never stop; when every entry is NULL (or `n == 0`) it sleeps `timeout_ns`, or returns
  * `STOPPER_EINVAL` at once when `timeout_ns` is negative. NULL `list` with `n > 0`:
- * `STOPPER_EINVAL`.
+ * `STOPPER_EINVAL`. `STOPPER_ENOMEM` when memory for the wait cannot be had.
  */
 int32_t stopper_wait_any(const struct stopper *const *list, size_t n, int64_t timeout_ns, size_t *which);
 
@@ -394,7 +398,8 @@ int32_t stopper_stop_on_signal(struct stopper *s, int32_t signo);
  * `stopper_stop` made after it cannot win the reason. A deadline keeps `s` alive until it
  * fires or is disarmed.
  * Returns `STOPPER_OK`, `STOPPER_STOPPED` when `s` is already stopped, `STOPPER_EOS` when the
- * service thread could not be started, `STOPPER_EINVAL` for NULL.
+ * service thread could not be started, `STOPPER_ENOMEM` when memory cannot be had (the earlier
+ * deadline is then disarmed), `STOPPER_EINVAL` for NULL.
  */
 int32_t stopper_stop_after(struct stopper *s, int64_t delay_ns, int32_t reason);
 
@@ -410,7 +415,8 @@ int64_t stopper_remaining_ns(const struct stopper *s);
  * readable from the moment `s` stops, for good: wait on a stop with `select`, `poll`, `epoll`,
  * libuv, asyncio's `add_reader`… Created on first use; closed with the last reference to `s`.
  * Returns the descriptor (>= 0), or a negative status: `STOPPER_EINVAL` for NULL,
- * `STOPPER_EOS` with `errno` when it cannot be created.
+ * `STOPPER_ENOMEM` when the library's memory for it cannot be had, `STOPPER_EOS` with `errno`
+ * when the descriptor cannot be created.
  */
 int32_t stopper_fd(struct stopper *s);
 
@@ -440,6 +446,7 @@ const char *stopper_version(void);
  * Returns `STOPPER_OK`, or `STOPPER_STOPPED` when `s` is already stopped (the thread is inside
  * all the same and must exit; no hook is called for it). A thread that ends inside a stopper
  * is exited automatically. NULL `s`, or a hook whose `fn` is NULL: `STOPPER_EINVAL`.
+ * `STOPPER_ENOMEM` (the thread is not inside) when memory cannot be had.
  */
 int32_t stopper_enter(struct stopper *s, const struct stopper_hook *hook);
 
@@ -467,8 +474,10 @@ int32_t stopper_join(struct stopper *s, int64_t timeout_ns);
 /**
  * Starts a native thread that enters `s`, runs `fn(arg)` and exits `s`; `stopper_join(s, …)`
  * waits for it (it counts as a worker from this call on). The thread starts even when `s` is
- * already stopped (`fn` sees the stop). Returns `STOPPER_OK`, `STOPPER_EOS` when the thread
- * could not be created, `STOPPER_EINVAL` for NULL `s` or `fn`.
+ * already stopped (`fn` sees the stop). The thread has the process's default thread stack
+ * (`RLIMIT_STACK`). Returns `STOPPER_OK`, `STOPPER_EOS` (with `errno`) when the thread could not
+ * be created, `STOPPER_ENOMEM` when memory cannot be had, `STOPPER_EINVAL` for NULL `s` or
+ * `fn`.
  */
 int32_t stopper_spawn(struct stopper *s, stopper_thread_fn fn, void *arg);
 

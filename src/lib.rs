@@ -161,6 +161,7 @@ pub mod ffi;
 mod future;
 mod guard;
 mod process;
+mod rc;
 pub mod service;
 mod shared;
 mod signal;

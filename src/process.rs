@@ -8,7 +8,7 @@
 //! gone. A watch whose stopper is released without stopping ends with it.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::service;
 use crate::status::Status;
@@ -109,7 +109,7 @@ fn watch(stopper: &Stopper, pid: i32, grace_ns: i64, group: bool) -> Status {
     if reg.stage != Stage::Armed {
         return Status::Ok; // the stop came meanwhile: its callback took the watch over
     }
-    reg.callback = Some((Arc::downgrade(&stopper.inner), id));
+    reg.callback = Some((crate::rc::Arc::downgrade(&stopper.inner), id));
     match watch_exit(&w, &mut reg) {
         Ok(()) => Status::Ok,
         Err(st) => {
@@ -149,7 +149,7 @@ enum Stage {
 struct Reg {
     stage: Stage,
     /// Before the stop: the stopper and the callback's id.
-    callback: Option<(Weak<Inner>, u64)>,
+    callback: Option<(crate::rc::Weak<Inner>, u64)>,
     /// The service thread's poll of the pidfd.
     fd_watch: Option<u64>,
     /// During the escalation: the SIGKILL timer (due, id).

@@ -1,6 +1,9 @@
 //! The service thread: one per process, started lazily, gone when nothing is pending. It fires
-//! deadlines and repeated hooks from one ordered map (earliest first), so 100 000 pending
-//! deadlines cost one thread and O(log n) per operation.
+//! deadlines and repeated hooks from a binary heap of (due, id) over a slab of timers, so
+//! 100 000 pending deadlines cost one thread and O(log n) per operation. Both grow only by
+//! fallible reservations: scheduling under memory pressure is `NoMem`, never an abort. A
+//! cancelled timer leaves its heap entry behind (skipped when it surfaces); the heap is
+//! compacted when such entries outnumber the live ones.
 //!
 //! Lock order: a stopper's lock may be held while calling `schedule`/`cancel` (which take the
 //! service lock); the service thread never takes a stopper's lock while holding its own, and
@@ -15,13 +18,16 @@
 //! signal handler can wake it with async-signal-safe operations only (an atomic add and a
 //! futex wake): that is how `stop_on_signal` hands its stop to this thread.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::os::fd::RawFd;
 use std::sync::atomic::AtomicI32;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::thread::JoinHandle;
 
+use crate::rc::Arc;
+use crate::slab::OrderedSlab;
 use crate::status::Status;
 use crate::stopper::Inner;
 use crate::sys;
@@ -48,7 +54,11 @@ struct SignalStop {
 
 #[derive(Default)]
 struct State {
-    timers: BTreeMap<(u64, u64), Timer>,
+    /// Pending timers by id, with their due time.
+    timers: OrderedSlab<(u64, Timer)>,
+    /// (due, id) of every pending timer, earliest on top; also of cancelled ones, skipped.
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Ids of descriptor watches.
     next_id: u64,
     running: bool,
     /// The thread is running a timer's action (user code may be on its stack).
@@ -68,7 +78,8 @@ type FdWatch = (u64, RawFd, Box<dyn FnOnce() + Send>);
 impl State {
     const fn new() -> State {
         State {
-            timers: BTreeMap::new(),
+            timers: OrderedSlab::new(),
+            heap: BinaryHeap::new(),
             next_id: 0,
             running: false,
             busy: false,
@@ -81,6 +92,29 @@ impl State {
 
     fn has_work(&self) -> bool {
         !self.timers.is_empty() || !self.signal_stops.is_empty() || !self.fd_watches.is_empty()
+    }
+
+    /// The earliest pending timer (due, id), dropping the heap's stale entries on the way.
+    fn first(&mut self) -> Option<(u64, u64)> {
+        while let Some(&Reverse((due, id))) = self.heap.peek() {
+            if self.timers.get(id).is_some_and(|(d, _)| *d == due) {
+                return Some((due, id));
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Removes timer `id`; its heap entry goes when it surfaces, or here when stale entries
+    /// outnumber the live ones (no allocation either way).
+    fn remove(&mut self, id: u64) -> Option<Timer> {
+        let t = self.timers.remove(id).map(|(_, t)| t);
+        if self.heap.len() > 2 * self.timers.len() + 64 {
+            let timers = &self.timers;
+            self.heap
+                .retain(|Reverse((due, id))| timers.get(*id).is_some_and(|(d, _)| d == due));
+        }
+        t
     }
 }
 
@@ -123,12 +157,23 @@ pub(crate) fn signal_arrived(signo: i32) {
 /// Schedules `timer` at the absolute monotonic time `due`; returns its id for `cancel`.
 pub(crate) fn schedule(due: u64, timer: Timer) -> Result<u64, Status> {
     let mut st = lock();
-    st.next_id += 1;
-    let id = st.next_id;
-    let earliest = st.timers.first_key_value().map(|(k, _)| k.0);
-    st.timers.insert((due, id), timer);
+    let earliest = st.first().map(|k| k.0);
+    if st.heap.try_reserve(1).is_err() {
+        drop(st);
+        drop(timer); // holds a stopper: dropped with no lock held
+        return Err(Status::NoMem);
+    }
+    let id = match st.timers.try_push((due, timer)) {
+        Ok(id) => id,
+        Err(entry) => {
+            drop(st);
+            drop(entry);
+            return Err(Status::NoMem);
+        }
+    };
+    st.heap.push(Reverse((due, id))); // reserved: no allocation
     if let Err(s) = ensure_thread(&mut st) {
-        let t = st.timers.remove(&(due, id));
+        let t = st.remove(id);
         drop(st);
         drop(t);
         return Err(s);
@@ -158,7 +203,7 @@ pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Stat
     });
     drop(st);
     // When the stopper stops some other way, let the thread drop the entry (and maybe exit).
-    if target.add_waker(Arc::new(kick)).is_none() {
+    if target.add_waker(crate::stopper::Waker::Kick).is_err() {
         kick();
     }
     Ok(())
@@ -167,7 +212,8 @@ pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Stat
 /// Removes timer `id` due at `due`; returns it so the caller drops it with no lock held.
 pub(crate) fn cancel(due: u64, id: u64) -> Option<Timer> {
     let mut st = lock();
-    let t = st.timers.remove(&(due, id));
+    let _ = due;
+    let t = st.remove(id);
     let idle = !st.has_work();
     drop(st);
     if idle {
@@ -270,11 +316,11 @@ fn run() {
             continue;
         }
         let now = sys::now_ns();
-        let first = st.timers.first_key_value().map(|(&k, _)| k);
+        let first = st.first();
         match first {
             None if st.signal_stops.is_empty() && st.fd_watches.is_empty() => break,
             Some((due, id)) if due <= now => {
-                let timer = st.timers.remove(&(due, id)).expect("first key is present");
+                let timer = st.remove(id).expect("first key is present");
                 st.busy = true;
                 drop(st);
                 fire(id, timer);
@@ -338,14 +384,18 @@ pub fn shutdown() {
     }
 }
 
-// Fork handling: hold the library's process-wide locks across fork (shared stoppers' first,
-// then the service's) so the child never inherits one locked by a thread that does not exist
-// there, and mark the threads that did not come along.
+// Fork handling: close the fork gate (no thread holds a stopper's or a channel's lock, see
+// `sync::gate`), then hold the library's process-wide locks across fork (shared stoppers'
+// first, then the service's) so the child never inherits one locked by a thread that does not
+// exist there, and mark the threads that did not come along. The gate closes first: a gated
+// section may take the process-wide locks (a deadline armed under a stopper's lock), never the
+// reverse.
 thread_local! {
     static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, State>>> = const { std::cell::RefCell::new(None) };
 }
 
 fn fork_prepare() {
+    crate::sync::gate::close();
     crate::shared::fork_prepare();
     let g = lock();
     let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
@@ -356,6 +406,7 @@ fn fork_parent() {
     crate::signal::fork_done();
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
     crate::shared::fork_parent();
+    crate::sync::gate::open();
 }
 
 fn fork_child() {
@@ -376,6 +427,7 @@ fn fork_child() {
         }
     });
     crate::shared::fork_child();
+    crate::sync::gate::open_in_child();
 }
 
 /// Keeps a thread handle that belonged to the parent process, for good (see `fork_child`).

@@ -14,7 +14,9 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
+
+use crate::rc::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use crate::status::Status;
@@ -688,7 +690,7 @@ mod watcher {
                     inner.publish_stop();
                     // Waiters of every process on this page, also those a peer's cleared
                     // waiter bit would leave asleep (the stop wakes only announced sleepers).
-                    sys::futex_wake_all(&inner.cell().word, true);
+                    crate::sync::futex::wake_all(&inner.cell().word, true);
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         inner.run_stop_actions(reason)
                     }));

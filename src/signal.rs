@@ -140,7 +140,7 @@ pub fn stop_on_signal(stopper: &crate::Stopper, signo: i32) -> Status {
     if stopper.is_set() {
         return Status::Stopped;
     }
-    match crate::service::add_signal_stop(signo, std::sync::Arc::clone(&stopper.inner)) {
+    match crate::service::add_signal_stop(signo, crate::rc::Arc::clone(&stopper.inner)) {
         Ok(()) => Status::Ok,
         Err(s) => s,
     }

@@ -51,6 +51,13 @@ pub struct OrderedSlab<T> {
 
 impl<T> Default for OrderedSlab<T> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> OrderedSlab<T> {
+    /// An empty slab (no allocation).
+    pub const fn new() -> Self {
         OrderedSlab {
             slots: Vec::new(),
             free: Vec::new(),
@@ -60,9 +67,23 @@ impl<T> Default for OrderedSlab<T> {
             len: 0,
         }
     }
-}
 
-impl<T> OrderedSlab<T> {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value of entry `id`, if present.
+    pub fn get(&self, id: u64) -> Option<&T> {
+        let i = self.index_of(id)?;
+        self.slots[i as usize].value.as_ref()
+    }
+
     /// Whether `id` has ever been handed out by this slab (it may since have been removed).
     pub fn was_issued(&self, id: u64) -> bool {
         let gen = (id >> 32) as u32;
@@ -87,6 +108,21 @@ impl<T> OrderedSlab<T> {
         } else {
             Fate::Removed
         }
+    }
+
+    /// [`OrderedSlab::push`], or `Err(value)` when memory cannot be had. Memory is reserved
+    /// here, so that a later `remove` or `pop_front` never allocates.
+    pub fn try_push(&mut self, value: T) -> Result<u64, T> {
+        if self.free.is_empty() {
+            let slots = self.slots.len() + 1;
+            if self.slots.try_reserve(1).is_err()
+                || self.gens.try_reserve(1).is_err()
+                || self.free.try_reserve(slots - self.free.len()).is_err()
+            {
+                return Err(value);
+            }
+        }
+        Ok(self.push(value))
     }
 
     /// Appends `value` at the end of the order; returns its id.
@@ -189,8 +225,9 @@ impl<T> OrderedSlab<T> {
             self.slots.clear();
             self.free.clear();
             if self.slots.capacity() > KEEP {
-                self.slots.shrink_to(KEEP);
-                self.free.shrink_to(KEEP);
+                // Given back whole (a shrinking reallocation could fail, and abort).
+                self.slots = Vec::new();
+                self.free = Vec::new();
             }
             self.head = NIL;
             self.tail = NIL;

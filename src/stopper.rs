@@ -17,9 +17,10 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 
-use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Condvar, Mutex, MutexGuard};
+use crate::rc::{Arc, Weak};
+
+use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Gated, Mutex};
 
 use crate::slab::{Fate, OrderedSlab};
 use crate::status::Status;
@@ -80,6 +81,35 @@ impl RawFn {
     }
 }
 
+/// A wake-up run right after the flag is set (under the stopper's lock: it only wakes).
+pub(crate) enum Waker {
+    /// Sets the word to 1 and wakes its futex sleepers (`wait_any`).
+    Word(Arc<AtomicU32>),
+    /// Wakes the service thread (a `stop_on_signal` registration to drop).
+    Kick,
+    /// Bumps a channel side's futex word and wakes its sleepers. The word outlives the
+    /// registration: the blocked operation removes it before it returns.
+    Bump(NonNull<std::sync::atomic::AtomicU32>),
+}
+
+impl Waker {
+    fn wake(&self) {
+        match self {
+            Waker::Word(w) => {
+                w.store(1, Ordering::Release);
+                futex::wake_all(w, false);
+            }
+            Waker::Kick => service::kick(),
+            Waker::Bump(w) => {
+                // SAFETY: see the variant: registered only while the word lives.
+                let w = unsafe { w.as_ref() };
+                w.fetch_add(1, Ordering::SeqCst);
+                sys::futex_wake_all(w, false);
+            }
+        }
+    }
+}
+
 pub(crate) enum Action {
     Raw(RawFn),
     Boxed(Box<dyn FnOnce(i32) + Send>),
@@ -103,20 +133,18 @@ pub(crate) struct Slow {
     pub(crate) children: OrderedSlab<Weak<Inner>>,
     pub(crate) parents: Vec<(Arc<Inner>, u64)>,
     /// Wake-ups for `wait_any` and channel operations: run right after the flag is set.
-    pub(crate) wakers: OrderedSlab<Arc<dyn Fn() + Send + Sync>>,
+    pub(crate) wakers: OrderedSlab<Waker>,
     pub(crate) workers: Vec<Worker>,
     pub(crate) pending_spawns: usize,
     pub(crate) next_worker_key: u64,
     pub(crate) fd: Option<OwnedFd>,
     /// Armed deadline: (due on the monotonic clock, service timer id).
     pub(crate) deadline: Option<(u64, u64)>,
-    /// Threads blocked on `Inner::cv`; notify only when nonzero (a notify is a system call).
+    /// Threads blocked in `Inner::cv_wait`; notify only when nonzero (a wake is a system call).
     pub(crate) cv_waiters: u32,
     /// Keeps a shared stopper's mapping alive (see `shared`).
+    #[allow(dead_code)] // held, never read: dropping it unmaps the page
     pub(crate) backing: Option<Box<dyn Send + Sync>>,
-    /// Disconnected at the stop, so channel operations can select on the stop.
-    pub(crate) stop_tx: Option<crossbeam_channel::Sender<()>>,
-    pub(crate) stop_rx: Option<crossbeam_channel::Receiver<()>>,
 }
 
 /// The object behind a `stopper *`.
@@ -129,11 +157,13 @@ pub struct Inner {
     /// the wider atomics on the futex word (a mixed-size access the memory model forbids).
     local_flag: AtomicU8,
     slow: Mutex<Option<Box<Slow>>>,
-    pub(crate) cv: Condvar,
+    /// Bumped by `notify`; `cv_wait` sleeps on it (a futex word, not a condition variable: a
+    /// waiter re-locks through the fork gate, see `sync::gate`).
+    epoch: AtomicU32,
     /// This process's side of the stop (wakers, children, fd, hooks, callbacks): `IDLE`,
     /// `RUNNING`, `DONE`. For a shared stopper the stop may come from another process: exactly
     /// one thread of this process runs them — the local winner if there is one, else the
-    /// watcher; a losing `stop` waits for `DONE` on `cv`.
+    /// watcher; a losing `stop` waits for `DONE` in `cv_wait`.
     actions: AtomicU8,
 }
 
@@ -182,15 +212,20 @@ impl Inner {
         parents
     }
 
-    fn new_with(shared_cell: Option<NonNull<SharedCell>>) -> Arc<Inner> {
-        Arc::new(Inner {
+    /// A new stopper's counted box; `None` when memory cannot be had.
+    fn try_new_with(
+        shared_cell: Option<NonNull<SharedCell>>,
+        slow: Option<Box<Slow>>,
+    ) -> Option<Arc<Inner>> {
+        Arc::try_new(Inner {
             shared_cell,
             local: Cell::default(),
             local_flag: AtomicU8::new(0),
-            slow: Mutex::new(None),
-            cv: Condvar::new(),
+            slow: Mutex::new(slow),
+            epoch: AtomicU32::new(0),
             actions: AtomicU8::new(ACTIONS_IDLE),
         })
+        .ok()
     }
 
     #[inline]
@@ -232,50 +267,53 @@ impl Inner {
 
     /// Locks the slow part (which may be absent). Poisoning is ignored: no invariant of the
     /// slow part is left broken across user code, which never runs under this lock.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Box<Slow>>> {
-        self.slow.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> Gated<'_, Option<Box<Slow>>> {
+        Gated::lock(&self.slow)
     }
 
-    /// Locks the slow part, allocating it if needed.
-    pub(crate) fn lock_slow(&self) -> SlowGuard<'_> {
+    /// Locks the slow part, allocating it if needed; `NoMem` when memory cannot be had.
+    pub(crate) fn try_lock_slow(&self) -> Result<SlowGuard<'_>, Status> {
         let mut g = self.lock();
         if g.is_none() {
-            *g = Some(Box::default());
+            *g = Some(crate::rc::try_box(Slow::default()).map_err(|_| Status::NoMem)?);
         }
-        SlowGuard(g)
+        Ok(SlowGuard(g))
     }
 
-    /// Waits on `cv` (keeping `cv_waiters` right); returns the guard and whether it timed out.
+    /// Locks the slow part, allocating it if needed. Used where it exists already (a worker
+    /// inside, a callback running, a deadline armed), or where out of memory is Rust's usual
+    /// `handle_alloc_error`.
+    pub(crate) fn lock_slow(&self) -> SlowGuard<'_> {
+        self.try_lock_slow()
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Slow>()))
+    }
+
+    /// Releases the lock and sleeps until a `notify` (or the deadline), then locks again;
+    /// returns the guard and whether the deadline passed. Callers re-check their condition
+    /// (a wake-up may be for another waiter).
     pub(crate) fn cv_wait<'a>(
         &'a self,
         mut g: SlowGuard<'a>,
         deadline: Option<u64>,
     ) -> (SlowGuard<'a>, bool) {
         g.cv_waiters += 1;
-        let (inner, timed_out) = match deadline {
-            None => (self.cv.wait(g.0).unwrap_or_else(|e| e.into_inner()), false),
-            Some(d) => {
-                let now = sys::now_ns();
-                if now >= d {
-                    (g.0, true)
-                } else {
-                    let dur = std::time::Duration::from_nanos(d - now);
-                    let (g, r) = self
-                        .cv
-                        .wait_timeout(g.0, dur)
-                        .unwrap_or_else(|e| e.into_inner());
-                    (g, r.timed_out())
-                }
-            }
+        // Read under the lock: a `notify` after it (also under the lock) changes it.
+        let seen = self.epoch.load(Ordering::Acquire);
+        drop(g);
+        let timed_out = match deadline {
+            Some(d) if sys::now_ns() >= d => true,
+            _ => futex::wait(&self.epoch, seen, deadline, false) == sys::FutexWait::TimedOut,
         };
-        let mut g = SlowGuard(inner);
+        let mut g = self.lock_slow();
         g.cv_waiters -= 1;
         (g, timed_out)
     }
 
+    /// Wakes the `cv_wait` sleepers; called with the lock held.
     pub(crate) fn notify(&self, slow: &Slow) {
         if slow.cv_waiters > 0 {
-            self.cv.notify_all();
+            self.epoch.fetch_add(1, Ordering::Release);
+            futex::wake_all(&self.epoch, false);
         }
     }
 
@@ -304,10 +342,14 @@ impl Inner {
             }
         }
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Records the stop; true for the call that stopped it. Everything the stop does in this
     /// process is done when it returns, on this thread when it won.
-    pub(crate) fn stop(self: &Arc<Self>, reason: i32) -> bool {
+    pub(crate) fn stop(&self, reason: i32) -> bool {
         // A callback may release the caller's last reference: keep the stopper alive until
         // the stop is complete.
         let keep = Arc::clone(self);
@@ -323,7 +365,9 @@ impl Inner {
         }
         false
     }
+}
 
+impl Inner {
     /// Decides the winner (compare-and-swap on the reason), takes this process's stop actions
     /// for itself, and only then publishes the flag (so a watcher woken by the flag never takes
     /// them from the stopping thread). A loser returns false only once the flag is visible, so
@@ -398,10 +442,14 @@ impl Inner {
         // SAFETY: as in `cell`.
         self.shared_cell.map(|p| unsafe { &p.as_ref().watch })
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Runs this process's stop actions unless another thread already took them (the watcher
     /// for a shared stopper stopped by another process, or a late opener of one).
-    pub(crate) fn run_stop_actions(self: &Arc<Self>, reason: i32) {
+    pub(crate) fn run_stop_actions(&self, reason: i32) {
         if self
             .actions
             .compare_exchange(
@@ -425,7 +473,7 @@ impl Inner {
     /// hooks and callbacks. A panicking (Rust) hook or callback, of this stopper or of any
     /// child, stops nothing else: every other action runs and every stopper is marked done,
     /// then the first panic resumes.
-    fn do_stop_actions(self: &Arc<Self>, reason: i32) {
+    fn do_stop_actions(&self, reason: i32) {
         let mut first_panic: Option<crate::workers::Panic> = None;
         // Stoppers whose children are being stopped, innermost last; `self` is below them all.
         let mut stack: Vec<Arc<Inner>> = Vec::new();
@@ -478,7 +526,7 @@ impl Inner {
     }
 
     /// `do_stop_actions` for a stopper already claimed and begun (the walk's fallback).
-    fn finish_children_then_actions(self: &Arc<Self>, reason: i32) {
+    fn finish_children_then_actions(&self, reason: i32) {
         let mut first_panic = None;
         while let Some(c) = self.next_child() {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -492,7 +540,9 @@ impl Inner {
             std::panic::resume_unwind(p);
         }
     }
+}
 
+impl Inner {
     /// Step 1 of the stop: waiters in `wait_any` and channel operations are woken; the
     /// deadline, which can no longer do anything, is cancelled (it would keep the stopper and
     /// the service thread alive).
@@ -500,8 +550,7 @@ impl Inner {
         let deadline = {
             let mut g = self.lock();
             let Some(slow) = g.as_mut() else { return };
-            slow.wakers.for_each(|_, w| w());
-            slow.stop_tx.take();
+            slow.wakers.for_each(|_, w| w.wake());
             slow.deadline.take()
         };
         if let Some((due, id)) = deadline {
@@ -521,10 +570,14 @@ impl Inner {
             }
         }
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Steps 3 to 5 (fd, hooks, callbacks), then the actions are marked done. Returns the
     /// first panic of a (Rust) hook or callback, after all of them ran.
-    fn finish_stop_actions(self: &Arc<Self>, reason: i32) -> Option<crate::workers::Panic> {
+    fn finish_stop_actions(&self, reason: i32) -> Option<crate::workers::Panic> {
         let mut first_panic = None;
         let present = {
             let g = self.lock();
@@ -566,15 +619,23 @@ impl Inner {
         }
         first_panic
     }
+}
 
-    /// Registers a callback; gives it back when already stopped (the caller runs it inline).
-    pub(crate) fn register(&self, action: Action) -> Result<u64, Action> {
+impl Inner {
+    /// Registers a callback; gives it back with `Stopped` when already stopped (the caller
+    /// runs it inline), with `NoMem` when memory cannot be had.
+    pub(crate) fn register(&self, action: Action) -> Result<u64, (Status, Action)> {
         service::after_fork_check();
-        let mut g = self.lock_slow();
+        let mut g = match self.try_lock_slow() {
+            Ok(g) => g,
+            Err(st) => return Err((st, action)),
+        };
         if self.is_set() {
-            return Err(action);
+            return Err((Status::Stopped, action));
         }
-        Ok(g.callbacks.push(action))
+        g.callbacks
+            .try_push(action)
+            .map_err(|action| (Status::NoMem, action))
     }
 
     pub(crate) fn unregister(&self, id: u64) -> Status {
@@ -614,12 +675,13 @@ impl Inner {
         }
     }
 
-    pub(crate) fn add_waker(&self, w: Arc<dyn Fn() + Send + Sync>) -> Option<u64> {
-        let mut g = self.lock_slow();
+    /// Adds a wake-up for the stop: `Err(Stopped)` when already stopped, `Err(NoMem)`.
+    pub(crate) fn add_waker(&self, w: Waker) -> Result<u64, Status> {
+        let mut g = self.try_lock_slow()?;
         if self.is_set() {
-            return None;
+            return Err(Status::Stopped);
         }
-        Some(g.wakers.push(w))
+        g.wakers.try_push(w).map_err(|_| Status::NoMem)
     }
 
     pub(crate) fn remove_waker(&self, id: u64) {
@@ -628,23 +690,11 @@ impl Inner {
         }
     }
 
-    /// A receiver that becomes disconnected (ready) at the stop; `None` when already stopped.
-    pub(crate) fn stop_receiver(&self) -> Option<crossbeam_channel::Receiver<()>> {
-        let mut g = self.lock_slow();
-        if self.is_set() {
-            return None;
-        }
-        if g.stop_rx.is_none() {
-            let (tx, rx) = crossbeam_channel::bounded(0);
-            g.stop_tx = Some(tx);
-            g.stop_rx = Some(rx);
-        }
-        g.stop_rx.clone()
-    }
-
     /// The stopper's eventfd, created on first use; readable from the stop on.
     pub(crate) fn fd(&self) -> std::io::Result<RawFd> {
-        let mut g = self.lock_slow();
+        let mut g = self
+            .try_lock_slow()
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
         if let Some(fd) = &g.fd {
             return Ok(fd.as_raw_fd());
         }
@@ -658,15 +708,22 @@ impl Inner {
         g.fd = Some(fd);
         Ok(raw)
     }
+}
 
+/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
+/// or to hand it to a timer).
+impl Arc<Inner> {
     /// Arms (delay > 0), fires (delay 0: a deadline already passed, so the stop is done on
     /// this thread before the call returns) or disarms (delay < 0) the deadline.
-    pub(crate) fn stop_after(self: &Arc<Self>, delay_ns: i64, reason: i32) -> Status {
+    pub(crate) fn stop_after(&self, delay_ns: i64, reason: i32) -> Status {
         let reason = if reason == 0 { REASON_DEADLINE } else { reason };
         if self.is_unstoppable() {
             return Status::Ok; // no deadline can stop it: none is armed
         }
-        let mut g = self.lock_slow();
+        let mut g = match self.try_lock_slow() {
+            Ok(g) => g,
+            Err(st) => return st,
+        };
         if self.is_set() {
             return Status::Stopped;
         }
@@ -707,7 +764,7 @@ impl Inner {
 
     /// Called by the service thread when deadline `id` comes due. The stop is claimed under
     /// the lock, so a disarm racing with the fire either wins (no stop) or sees the stop.
-    pub(crate) fn deadline_fired(self: &Arc<Self>, id: u64, reason: i32) {
+    pub(crate) fn deadline_fired(&self, id: u64, reason: i32) {
         let won = {
             let mut g = self.lock_slow();
             match g.deadline {
@@ -720,7 +777,9 @@ impl Inner {
             Arc::clone(self).do_stop_actions(reason);
         }
     }
+}
 
+impl Inner {
     /// Nanoseconds to the earliest deadline of this stopper and its ancestors.
     pub(crate) fn remaining_ns(&self) -> i64 {
         if self.is_set() {
@@ -755,7 +814,7 @@ impl Inner {
 }
 
 /// A locked, present slow part.
-pub(crate) struct SlowGuard<'a>(pub(crate) MutexGuard<'a, Option<Box<Slow>>>);
+pub(crate) struct SlowGuard<'a>(pub(crate) Gated<'a, Option<Box<Slow>>>);
 
 impl std::ops::Deref for SlowGuard<'_> {
     type Target = Slow;
@@ -813,17 +872,35 @@ pub enum Wait {
     TimedOut,
 }
 
+/// Rust's answer to an allocation that cannot be had, for the infallible Rust constructors.
+fn out_of_memory() -> ! {
+    std::alloc::handle_alloc_error(std::alloc::Layout::new::<Inner>())
+}
+
 impl Stopper {
-    /// A new, running stopper.
+    /// A new, running stopper. Out of memory is Rust's usual `handle_alloc_error` (see
+    /// [`Stopper::try_new`]).
     pub fn new() -> Stopper {
-        Stopper {
-            inner: Inner::new_with(None),
-        }
+        Stopper::try_new().unwrap_or_else(|_| out_of_memory())
     }
 
+    /// A new, running stopper, or `Err(Status::NoMem)` when memory cannot be had.
+    pub fn try_new() -> Result<Stopper, Status> {
+        Inner::try_new_with(None, None)
+            .map(|inner| Stopper { inner })
+            .ok_or(Status::NoMem)
+    }
+
+    /// A stopper over a shared page (`shared`); out of memory is `handle_alloc_error`.
     pub(crate) fn with_cell(cell: NonNull<SharedCell>, backing: Box<dyn Send + Sync>) -> Stopper {
-        let inner = Inner::new_with(Some(cell));
-        inner.lock_slow().backing = Some(backing);
+        // The slow part is made here, not through the lock: this runs under the shared
+        // registry's lock, which a gated section must never be taken under (`sync::gate`).
+        let slow = crate::rc::try_box(Slow {
+            backing: Some(backing),
+            ..Slow::default()
+        })
+        .unwrap_or_else(|_| out_of_memory());
+        let inner = Inner::try_new_with(Some(cell), Some(slow)).unwrap_or_else(|| out_of_memory());
         Stopper { inner }
     }
 
@@ -833,34 +910,54 @@ impl Stopper {
         Stopper::linked(&[self])
     }
 
+    /// [`Stopper::child`], or `Err(Status::NoMem)` when memory cannot be had.
+    pub fn try_child(&self) -> Result<Stopper, Status> {
+        Stopper::try_linked(&[self])
+    }
+
     /// A stopper stopped when any of `parents` is, with that parent's reason.
     pub fn linked(parents: &[&Stopper]) -> Stopper {
-        let child = Stopper::new();
+        Stopper::try_linked(parents).unwrap_or_else(|_| out_of_memory())
+    }
+
+    /// [`Stopper::linked`], or `Err(Status::NoMem)` when memory cannot be had (nothing is
+    /// left linked then).
+    pub fn try_linked(parents: &[&Stopper]) -> Result<Stopper, Status> {
+        let child = Stopper::try_new()?;
         for p in parents {
-            if !child.link_to(p) {
+            if !child.link_to(p)? {
                 break; // born stopped
             }
         }
-        child
+        Ok(child)
     }
 
-    /// Links `self` under `parent`; false when the parent was already stopped (and so `self`
-    /// now is).
-    fn link_to(&self, parent: &Stopper) -> bool {
-        let mut pg = parent.inner.lock_slow();
+    /// Links `self` under `parent`; `Ok(false)` when the parent was already stopped (and so
+    /// `self` now is). Memory is reserved on both sides before anything is linked.
+    fn link_to(&self, parent: &Stopper) -> Result<bool, Status> {
+        self.inner
+            .try_lock_slow()?
+            .parents
+            .try_reserve(1)
+            .map_err(|_| Status::NoMem)?;
+        let mut pg = parent.inner.try_lock_slow()?;
         if parent.is_set() {
             let reason = parent.reason();
             drop(pg);
             self.inner.stop(reason);
-            return false;
+            return Ok(false);
         }
-        let id = pg.children.push(Arc::downgrade(&self.inner));
+        let id = pg
+            .children
+            .try_push(Arc::downgrade(&self.inner))
+            .map_err(|_| Status::NoMem)?;
         drop(pg);
+        // Reserved above: no allocation.
         self.inner
             .lock_slow()
             .parents
             .push((Arc::clone(&parent.inner), id));
-        true
+        Ok(true)
     }
 
     /// Stops it; `reason` 0 means [`crate::REASON_REQUESTED`]. True for the call that stopped
@@ -914,7 +1011,8 @@ impl Stopper {
                 stopper: Some(self.clone()),
                 id,
             },
-            Err(action) => {
+            Err((Status::NoMem, _)) => out_of_memory(),
+            Err((_, action)) => {
                 action.run(self.reason());
                 Callback {
                     stopper: None,
@@ -924,8 +1022,9 @@ impl Stopper {
         }
     }
 
-    /// Registers a raw callback without allocation; `Err(Status::Stopped)` after running it
-    /// inline when already stopped.
+    /// Registers a raw callback (no allocation of its own); `Err(Status::Stopped)` after
+    /// running it inline when already stopped, `Err(Status::NoMem)` (not registered, not run)
+    /// when the callback list cannot grow.
     ///
     /// # Safety
     /// `f.call` must be callable with `f`'s words from any thread until the callback has run
@@ -933,7 +1032,8 @@ impl Stopper {
     pub unsafe fn on_stop_raw(&self, f: RawFn) -> Result<u64, Status> {
         match self.inner.register(Action::Raw(f)) {
             Ok(id) => Ok(id),
-            Err(action) => {
+            Err((Status::NoMem, _)) => Err(Status::NoMem),
+            Err((_, action)) => {
                 action.run(self.reason());
                 Err(Status::Stopped)
             }
@@ -1009,24 +1109,35 @@ impl std::os::fd::AsRawFd for Stopper {
 /// Waits until any of `list` stops; `Some(index)` of a stopped one, or `None` on time-out.
 /// `None` entries never stop.
 pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usize> {
+    try_wait_any(list, deadline).unwrap_or_else(|_| out_of_memory())
+}
+
+/// [`wait_any`], or `Err(Status::NoMem)` when the wake-up cannot be registered for lack of
+/// memory (nothing is left registered then).
+pub(crate) fn try_wait_any(
+    list: &[Option<&Stopper>],
+    deadline: Option<u64>,
+) -> Result<Option<usize>, Status> {
     let first = || list.iter().position(|s| s.is_some_and(|s| s.is_set()));
     if let Some(i) = first() {
-        return Some(i);
+        return Ok(Some(i));
     }
     service::after_fork_check();
-    let signal = Arc::new(AtomicU32::new(0));
-    let waker: Arc<dyn Fn() + Send + Sync> = {
-        let signal = Arc::clone(&signal);
-        Arc::new(move || {
-            signal.store(1, Ordering::Release);
-            futex::wake_all(&signal, false);
-        })
-    };
-    let mut registered = Vec::with_capacity(list.len());
+    let signal = Arc::try_new(AtomicU32::new(0)).map_err(|_| Status::NoMem)?;
+    let mut registered = Vec::new();
+    if registered.try_reserve_exact(list.len()).is_err() {
+        return Err(Status::NoMem);
+    }
+    let mut failed = None;
     for s in list.iter().flatten() {
-        match s.inner.add_waker(Arc::clone(&waker)) {
-            Some(id) => registered.push((s, id)),
-            None => {
+        match s.inner.add_waker(Waker::Word(Arc::clone(&signal))) {
+            Ok(id) => registered.push((s, id)),
+            Err(Status::Stopped) => {
+                signal.store(1, Ordering::Release);
+                break;
+            }
+            Err(st) => {
+                failed = Some(st);
                 signal.store(1, Ordering::Release);
                 break;
             }
@@ -1040,7 +1151,11 @@ pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usiz
     for (s, id) in registered {
         s.inner.remove_waker(id);
     }
-    first()
+    match (first(), failed) {
+        (Some(i), _) => Ok(Some(i)),
+        (None, Some(st)) => Err(st),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A registered callback; dropping it unregisters (see [`Stopper::on_stop`]).

@@ -6,12 +6,12 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicI32, AtomicU32, AtomicU8};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Mutex, MutexGuard};
 
 /// A pause in a spin loop (under loom, a point where another model thread may run).
 #[inline]
@@ -100,5 +100,144 @@ pub(crate) mod futex {
     pub(crate) fn wake_all(_word: &AtomicU32, _shared: bool) {
         let _g = PARK.0.lock().unwrap();
         PARK.1.notify_all();
+    }
+}
+
+/// The fork gate: no per-object lock of the library (a stopper's, a channel's) is held by any
+/// thread at a `fork`, so a child never inherits one locked by a thread it does not have.
+///
+/// glibc's `malloc` does the same for its arenas: the fork's prepare handler closes the gate
+/// (`close`) and waits until no thread is inside a gated section; threads that want to enter
+/// wait on the gate's futex word until it opens again (`open`, in both parent and child). A
+/// section is entered once per thread (a thread-local depth): a thread already inside takes
+/// more locks without waiting, so nested locks cannot deadlock against a closing gate. No
+/// thread sleeps inside a section: the stopper's condition waits leave it while they sleep
+/// (`Inner::cv_wait` is a futex wait, not a condition variable that re-locks behind the gate's
+/// back), and user code never runs under a lock.
+///
+/// Order at a fork (service.rs): the gate closes first, then the process-wide locks are taken
+/// (shared stoppers', then the service's); a gated section may take those, never the reverse.
+pub(crate) mod gate {
+    #[cfg(not(loom))]
+    mod imp {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+        /// Threads inside a section (or about to find the gate closed and back off).
+        static INSIDE: AtomicU32 = AtomicU32::new(0);
+        /// 1 while a fork is being prepared; threads wait on it.
+        static CLOSED: AtomicU32 = AtomicU32::new(0);
+
+        thread_local! {
+            static DEPTH: Cell<u32> = const { Cell::new(0) };
+        }
+
+        pub(crate) fn enter() {
+            let depth = DEPTH.try_with(|d| {
+                let n = d.get();
+                d.set(n + 1);
+                n
+            });
+            if depth != Ok(0) {
+                return; // nested (or a thread in its last destructors: no fork runs then)
+            }
+            loop {
+                INSIDE.fetch_add(1, SeqCst);
+                if CLOSED.load(SeqCst) == 0 {
+                    return;
+                }
+                leave_count();
+                crate::sys::futex_wait(&CLOSED, 1, None, false);
+            }
+        }
+
+        pub(crate) fn leave() {
+            let depth = DEPTH.try_with(|d| {
+                let n = d.get().saturating_sub(1);
+                d.set(n);
+                n
+            });
+            if depth == Ok(0) {
+                leave_count();
+            }
+        }
+
+        fn leave_count() {
+            if INSIDE.fetch_sub(1, SeqCst) == 1 && CLOSED.load(SeqCst) != 0 {
+                crate::sys::futex_wake_all(&INSIDE, false);
+            }
+        }
+
+        /// Closes the gate and waits until no thread is inside (the fork's prepare handler).
+        pub(crate) fn close() {
+            CLOSED.store(1, SeqCst);
+            loop {
+                let n = INSIDE.load(SeqCst);
+                if n == 0 {
+                    return;
+                }
+                crate::sys::futex_wait(&INSIDE, n, None, false);
+            }
+        }
+
+        /// Opens the gate after the fork (parent), waking the threads that waited.
+        pub(crate) fn open() {
+            CLOSED.store(0, SeqCst);
+            crate::sys::futex_wake_all(&CLOSED, false);
+        }
+
+        /// In the child: only the forking thread exists, and it is outside every section; a
+        /// parent thread caught between its count and its look at the gate is forgotten.
+        pub(crate) fn open_in_child() {
+            INSIDE.store(0, SeqCst);
+            CLOSED.store(0, SeqCst);
+        }
+    }
+
+    /// Under loom the gate is not modelled (no fork there): sections are plain locks.
+    #[cfg(loom)]
+    mod imp {
+        pub(crate) fn enter() {}
+        pub(crate) fn leave() {}
+        pub(crate) fn close() {}
+        pub(crate) fn open() {}
+        pub(crate) fn open_in_child() {}
+    }
+
+    pub(crate) use imp::*;
+}
+
+/// A mutex guard taken inside the fork gate (see [`gate`]): the lock is released first, then
+/// the section is left.
+pub(crate) struct Gated<'a, T>(std::mem::ManuallyDrop<MutexGuard<'a, T>>);
+
+impl<T> Gated<'_, T> {
+    /// Locks `m` inside the gate; poisoning is ignored (no user code runs under these locks).
+    pub(crate) fn lock(m: &Mutex<T>) -> Gated<'_, T> {
+        gate::enter();
+        Gated(std::mem::ManuallyDrop::new(
+            m.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+}
+
+impl<T> std::ops::Deref for Gated<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Gated<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T> Drop for Gated<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; not used after.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.0) };
+        gate::leave();
     }
 }

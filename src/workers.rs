@@ -8,6 +8,8 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use crate::rc::Arc as Rc;
+
 use crate::service;
 use crate::status::Status;
 use crate::stopper::{Inner, RawFn, Stopper};
@@ -70,9 +72,49 @@ impl Drop for Stack {
     }
 }
 
+/// Runs `f` on the calling thread's stack: `Err(Inval)` when it has none and `create` is
+/// false, `Err(NoMem)` when it cannot be created, `Err(Internal)` when the thread is ending.
+///
+/// Not a Rust `thread_local!` with a destructor: registering one calls glibc's
+/// `__cxa_thread_atexit_impl`, which aborts the process when its allocation fails. The stack is
+/// a fallibly allocated box behind a pthread key (whose destructor exits what the thread left
+/// entered); keys below 32 take no allocation in `pthread_setspecific`.
 #[cfg(not(loom))]
-thread_local! {
-    static STACK: Stack = const { Stack(RefCell::new(Vec::new())) };
+fn with_stack<R>(create: bool, f: impl FnOnce(&Stack) -> R) -> Result<R, Status> {
+    use std::sync::OnceLock;
+    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+    unsafe extern "C" fn destroy(p: *mut std::ffi::c_void) {
+        // SAFETY: the value set below: a leaked `Box<Stack>`, taken back once (the key's value
+        // is cleared before its destructor runs).
+        let st = unsafe { Box::from_raw(p as *mut Stack) };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(st)));
+    }
+    let key = *KEY.get_or_init(|| {
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: `k` is written on success; `destroy` has the destructor's signature.
+        (unsafe { libc::pthread_key_create(&mut k, Some(destroy)) } == 0).then_some(k)
+    });
+    let Some(key) = key else {
+        return Err(Status::Internal);
+    };
+    // SAFETY: a key created above.
+    let mut p = unsafe { libc::pthread_getspecific(key) } as *const Stack;
+    if p.is_null() {
+        if !create {
+            return Err(Status::Inval);
+        }
+        let st = crate::rc::try_box(Stack(RefCell::new(Vec::new()))).map_err(|_| Status::NoMem)?;
+        let raw = Box::into_raw(st);
+        // SAFETY: a key created above; the box is the thread's from now on.
+        if unsafe { libc::pthread_setspecific(key, raw as *const std::ffi::c_void) } != 0 {
+            // SAFETY: not handed over: still ours.
+            drop(unsafe { Box::from_raw(raw) });
+            return Err(Status::NoMem);
+        }
+        p = raw;
+    }
+    // SAFETY: this thread's stack, freed only by the key's destructor when the thread ends.
+    Ok(f(unsafe { &*p }))
 }
 
 #[cfg(loom)]
@@ -80,20 +122,37 @@ loom::thread_local! {
     static STACK: Stack = Stack(RefCell::new(Vec::new()));
 }
 
+#[cfg(loom)]
+fn with_stack<R>(_create: bool, f: impl FnOnce(&Stack) -> R) -> Result<R, Status> {
+    STACK.try_with(f).map_err(|_| Status::Internal)
+}
+
 impl Stopper {
     /// Makes the calling thread a worker of this stopper. Returns `Status::Stopped` when it is
     /// already stopped (the thread is inside all the same and must exit).
     pub fn enter_raw(&self, hook: Option<Hook>) -> Status {
-        self.enter_impl(hook, false)
+        self.enter_impl(hook, false).0
     }
 
-    fn enter_impl(&self, hook: Option<Hook>, from_spawn: bool) -> Status {
+    /// Enters; for a spawned thread (`from_spawn`) also when the thread's own list cannot
+    /// grow: then the worker is registered (so `join` waits for it) but not listed, and the
+    /// second value is its key, for `leave` when the thread's body returns.
+    fn enter_impl(&self, hook: Option<Hook>, from_spawn: bool) -> (Status, Option<u64>) {
         service::after_fork_check();
         let tid = crate::sync::thread_key();
         let (key, stopped) = {
-            let mut g = self.inner.lock_slow();
+            let mut g = match self.inner.try_lock_slow() {
+                Ok(g) => g,
+                Err(st) => return (st, None),
+            };
             if from_spawn {
+                // `spawn` reserved room for this thread's entry.
                 g.pending_spawns -= 1;
+            } else {
+                let room = g.pending_spawns + 1;
+                if g.workers.try_reserve(room).is_err() {
+                    return (Status::NoMem, None);
+                }
             }
             g.next_worker_key += 1;
             let key = g.next_worker_key;
@@ -108,28 +167,36 @@ impl Stopper {
             });
             (key, stopped)
         };
-        let pushed = STACK
-            .try_with(|st| {
-                st.0.borrow_mut().push(Entered {
-                    stopper: self.clone(),
-                    key,
-                })
-            })
-            .is_ok();
-        if !pushed {
-            leave(&self.inner, key); // thread is ending: cannot be inside anything
-            return Status::Internal;
+        let pushed = with_stack(true, |st| {
+            let mut v = st.0.borrow_mut();
+            if v.try_reserve(1).is_err() {
+                return false;
+            }
+            v.push(Entered {
+                stopper: self.clone(),
+                key,
+            });
+            true
+        });
+        match pushed {
+            Ok(true) => {}
+            Ok(false) | Err(Status::NoMem) if from_spawn => return (Status::NoMem, Some(key)),
+            Ok(false) | Err(Status::NoMem) => {
+                leave(&self.inner, key);
+                return (Status::NoMem, None);
+            }
+            Err(_) => {
+                leave(&self.inner, key); // thread is ending: cannot be inside anything
+                return (Status::Internal, None);
+            }
         }
-        if stopped {
-            Status::Stopped
-        } else {
-            Status::Ok
-        }
+        let st = if stopped { Status::Stopped } else { Status::Ok };
+        (st, None)
     }
 
     /// Leaves the innermost entered stopper, which must be this one (else `Status::Inval`).
     pub fn exit(&self) -> Status {
-        let popped = STACK.try_with(|st| {
+        let popped = with_stack(false, |st| {
             let mut v = st.0.borrow_mut();
             match v.last() {
                 Some(e) if e.stopper == *self => v.pop(),
@@ -157,9 +224,7 @@ impl Stopper {
 
     /// Whether the calling thread is a worker of this stopper.
     pub fn is_entered(&self) -> bool {
-        STACK
-            .try_with(|st| st.0.borrow().iter().any(|e| e.stopper == *self))
-            .unwrap_or(false)
+        with_stack(false, |st| st.0.borrow().iter().any(|e| e.stopper == *self)).unwrap_or(false)
     }
 
     /// Stops (reason REQUESTED if running), then waits until every worker has exited.
@@ -192,32 +257,85 @@ impl Stopper {
 
     /// Starts a thread that enters this stopper, runs `f` and exits; `join` waits for it.
     /// The thread counts as a worker from this call on, so a `join` right after it waits.
+    /// `NoMem` when memory cannot be had, `Os` (with `errno`) when no thread can be created.
+    /// The thread has the process's default stack (`RLIMIT_STACK`), as a `pthread_create`
+    /// thread does.
     pub fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Status {
-        self.inner.lock_slow().pending_spawns += 1;
-        let s = self.clone();
-        let r = std::thread::Builder::new()
-            .name("stopper-worker".into())
-            .spawn(move || {
-                s.enter_impl(None, true);
-                f();
-                s.exit();
-            });
-        match r {
-            Ok(_) => Status::Ok,
-            Err(_) => {
-                let mut g = self.inner.lock_slow();
-                g.pending_spawns -= 1;
-                self.inner.notify(&g);
-                Status::Os
+        {
+            let mut g = match self.inner.try_lock_slow() {
+                Ok(g) => g,
+                Err(st) => return st,
+            };
+            // Room for this thread's entry, so that entering on the new thread cannot fail.
+            let room = g.pending_spawns + 1;
+            if g.workers.try_reserve(room).is_err() {
+                return Status::NoMem;
             }
+            g.pending_spawns += 1;
         }
+        let s = self.clone();
+        let st = sys_spawn(move || {
+            let (_, unlisted) = s.enter_impl(None, true);
+            f();
+            match unlisted {
+                Some(key) => leave(&s.inner, key),
+                None => {
+                    s.exit();
+                }
+            }
+        });
+        if st != Status::Ok {
+            let mut g = self.inner.lock_slow();
+            g.pending_spawns -= 1;
+            self.inner.notify(&g);
+        }
+        st
     }
+}
+
+/// Starts a detached native thread running `f`, with no allocation that can abort: the
+/// closure is boxed fallibly and handed to `pthread_create` (std's `thread::Builder::spawn`
+/// allocates infallibly). A panic in `f` ends the thread, reported by the panic hook.
+fn sys_spawn<F: FnOnce() + Send + 'static>(f: F) -> Status {
+    extern "C" fn start<F: FnOnce() + Send + 'static>(
+        arg: *mut std::ffi::c_void,
+    ) -> *mut std::ffi::c_void {
+        // SAFETY: `arg` is the box `sys_spawn` leaked for this thread, taken back once.
+        let f = unsafe { Box::from_raw(arg as *mut F) };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        std::ptr::null_mut()
+    }
+    let Ok(boxed) = crate::rc::try_box(f) else {
+        return Status::NoMem;
+    };
+    let raw = Box::into_raw(boxed);
+    let mut tid: libc::pthread_t = 0;
+    // SAFETY: `start::<F>` takes back exactly this box; default attributes.
+    let rc = unsafe {
+        libc::pthread_create(
+            &mut tid,
+            std::ptr::null(),
+            start::<F>,
+            raw as *mut std::ffi::c_void,
+        )
+    };
+    if rc != 0 {
+        // SAFETY: the thread was not created: the box is still ours.
+        drop(unsafe { Box::from_raw(raw) });
+        sys::set_errno(rc);
+        return Status::Os;
+    }
+    // SAFETY: a thread we just created and nobody joins. The name is best effort.
+    unsafe {
+        libc::pthread_setname_np(tid, c"stopper-worker".as_ptr());
+        libc::pthread_detach(tid);
+    }
+    Status::Ok
 }
 
 /// The calling thread's innermost entered stopper.
 pub fn current() -> Option<Stopper> {
-    STACK
-        .try_with(|st| st.0.borrow().last().map(|e| e.stopper.clone()))
+    with_stack(false, |st| st.0.borrow().last().map(|e| e.stopper.clone()))
         .ok()
         .flatten()
 }
@@ -225,13 +343,12 @@ pub fn current() -> Option<Stopper> {
 /// The calling thread's innermost entered stopper as a borrowed pointer (valid until the
 /// thread exits it).
 pub fn current_ptr() -> *const Inner {
-    STACK
-        .try_with(|st| {
-            st.0.borrow()
-                .last()
-                .map_or(std::ptr::null(), |e| e.stopper.as_ptr())
-        })
-        .unwrap_or(std::ptr::null())
+    with_stack(false, |st| {
+        st.0.borrow()
+            .last()
+            .map_or(std::ptr::null(), |e| e.stopper.as_ptr())
+    })
+    .unwrap_or(std::ptr::null())
 }
 
 /// RAII for [`Stopper::enter`]: exits on drop. Bound to its thread.
@@ -256,7 +373,7 @@ impl Drop for Scope {
 }
 
 /// Removes worker `key`, waiting for a hook call in progress for it; cancels its repeats.
-fn leave(inner: &Arc<Inner>, key: u64) {
+fn leave(inner: &Rc<Inner>, key: u64) {
     let mut g = inner.lock_slow();
     loop {
         let Some(pos) = g.workers.iter().position(|w| w.key == key) else {
@@ -280,7 +397,7 @@ pub(crate) type Panic = Box<dyn std::any::Any + Send + 'static>;
 
 /// Calls each worker's hook once (the stop's step 4), on the stopping thread. A panicking
 /// (Rust) hook does not keep the others from being called; the first panic is returned.
-pub(crate) fn deliver_hooks(inner: &Arc<Inner>, reason: i32) -> Option<Panic> {
+pub(crate) fn deliver_hooks(inner: &Rc<Inner>, reason: i32) -> Option<Panic> {
     let mut first_panic = None;
     loop {
         let mut g = inner.lock_slow();
@@ -301,7 +418,7 @@ pub(crate) fn deliver_hooks(inner: &Arc<Inner>, reason: i32) -> Option<Panic> {
 }
 
 /// Called by the service thread when a repeat comes due.
-pub(crate) fn repeat_hook(inner: &Arc<Inner>, key: u64, reason: i32) -> Option<Panic> {
+pub(crate) fn repeat_hook(inner: &Rc<Inner>, key: u64, reason: i32) -> Option<Panic> {
     let mut g = inner.lock_slow();
     let w = g.workers.iter_mut().find(|w| w.key == key)?;
     w.repeat = None;
@@ -311,7 +428,7 @@ pub(crate) fn repeat_hook(inner: &Arc<Inner>, key: u64, reason: i32) -> Option<P
 /// With the lock held and worker `key` present: marks it in a hook call, calls without the
 /// lock, then schedules the next repeat if the hook asks for one and the worker is still in.
 fn call_hook(
-    inner: &Arc<Inner>,
+    inner: &Rc<Inner>,
     mut g: crate::stopper::SlowGuard<'_>,
     key: u64,
     reason: i32,
@@ -328,7 +445,7 @@ fn call_hook(
         if hook.repeat_ns > 0 && w.repeat.is_none() {
             let due = sys::now_ns().saturating_add(hook.repeat_ns as u64);
             let timer = service::Timer::Repeat {
-                target: Arc::clone(inner),
+                target: Rc::clone(inner),
                 key,
                 reason,
             };

@@ -131,3 +131,30 @@ fn close_drains_then_reports_closed_and_wakes_blocked_senders() {
     empty.close();
     assert_eq!(waiting.join().unwrap(), Err(Status::Closed));
 }
+
+/// Issue 12: a bounded channel's capacity is a limit, not an allocation made up front (it
+/// was 256 MiB for the largest one, which aborted a host with less address space left).
+#[test]
+fn a_channel_of_the_largest_capacity_allocates_nothing_up_front() {
+    fn vm_bytes() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = s.split_whitespace().next().unwrap().parse().unwrap();
+        pages * 4096
+    }
+    let before = vm_bytes();
+    let chans: Vec<Channel> = (0..8)
+        .map(|_| Channel::with_capacity(stopper::CHANNEL_MAX_CAPACITY).unwrap())
+        .collect();
+    let grown = vm_bytes().saturating_sub(before);
+    // Preallocated, they took 8 × 256 MiB; the bound leaves room for the address space that
+    // tests running meanwhile on other threads may map (a malloc arena is 64 MiB).
+    assert!(
+        grown < 512 << 20,
+        "8 empty channels of the largest capacity took {} MiB of address space",
+        grown >> 20
+    );
+    for c in &chans {
+        assert_eq!(c.send(1, None, None), Status::Ok);
+        assert_eq!(c.recv(None, None), Ok(1));
+    }
+}

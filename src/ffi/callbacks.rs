@@ -22,7 +22,8 @@ unsafe fn call_c_callback(ctx: usize, data: usize, _tid: u64, reason: i32) {
 /// already stopped it runs `fn` at once on the calling thread, registers nothing, sets `*id`
 /// to 0 and returns `STOPPER_STOPPED`. Callbacks run once each, in registration order, on the
 /// thread that stops `s`, with no lock of the library held: a callback may call any function
-/// of the library. NULL `s` or `fn`: `STOPPER_EINVAL`.
+/// of the library. NULL `s` or `fn`: `STOPPER_EINVAL`. `STOPPER_ENOMEM` (nothing registered,
+/// `fn` not called, `*id` set to 0) when memory cannot be had.
 #[no_mangle]
 pub extern "C" fn stopper_on_stop(
     s: *mut stopper,

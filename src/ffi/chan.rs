@@ -1,24 +1,31 @@
 //! The stoppable channel.
 
-use std::sync::Arc;
+use crate::rc::Arc;
 
 use super::{
     borrow_chan, boundary, deadline, put, stopper, stopper_chan, STOPPER_EINVAL, STOPPER_OK,
 };
 use crate::Channel;
 
-/// The largest capacity of a bounded channel: its slots are allocated up front. Beyond it, use
-/// an unbounded channel (capacity 0), which allocates as it grows.
+/// The largest capacity of a bounded channel; beyond it, use an unbounded channel (capacity 0).
+/// A channel allocates as items arrive, never its capacity up front.
 pub const STOPPER_CHAN_MAX_CAPACITY: usize = 16777216;
 
 /// Creates a channel holding at most `capacity` items (0: unbounded). The caller owns the
 /// returned reference (release it with `stopper_chan_release`). Returns NULL with `errno` =
-/// `EINVAL` when `capacity` exceeds `STOPPER_CHAN_MAX_CAPACITY`.
+/// `EINVAL` when `capacity` exceeds `STOPPER_CHAN_MAX_CAPACITY`, NULL with `errno` = `ENOMEM`
+/// when memory cannot be had. Memory follows the items queued, not the capacity.
 #[no_mangle]
 pub extern "C" fn stopper_chan_new(capacity: usize) -> *mut stopper_chan {
     boundary!({
         match Channel::with_capacity(capacity) {
-            Some(c) => Arc::into_raw(Arc::new(c)) as *mut stopper_chan,
+            Some(c) => match Arc::try_new(c) {
+                Ok(c) => Arc::into_raw(c) as *mut stopper_chan,
+                Err(_) => {
+                    crate::sys::set_errno(libc::ENOMEM);
+                    std::ptr::null_mut()
+                }
+            },
             None => {
                 crate::sys::set_errno(libc::EINVAL);
                 std::ptr::null_mut()
@@ -54,7 +61,7 @@ pub extern "C" fn stopper_chan_release(c: *mut stopper_chan) {
 /// Sends `item`, blocking while the channel is full. Returns `STOPPER_OK`, `STOPPER_STOPPED`
 /// the moment `s` stops (checked first; NULL `s` never stops), `STOPPER_TIMEDOUT` after
 /// `timeout_ns` (negative: no limit; 0: never blocks), `STOPPER_CLOSED` when the channel is
-/// closed. NULL `c`: `STOPPER_EINVAL`.
+/// closed, `STOPPER_ENOMEM` when the queue cannot grow. NULL `c`: `STOPPER_EINVAL`.
 #[no_mangle]
 pub extern "C" fn stopper_chan_send(
     c: *mut stopper_chan,

@@ -9,45 +9,62 @@ use super::{
 use crate::{Status, Stopper};
 
 /// Creates a running stopper. The caller owns the returned reference (release it with
-/// `stopper_release`). Never NULL in practice: out of memory aborts the process, as Rust's
-/// allocator does.
+/// `stopper_release`). NULL with `errno` = `ENOMEM` when memory cannot be had (the library
+/// never aborts its host).
 #[no_mangle]
 pub extern "C" fn stopper_new() -> *mut stopper {
-    boundary!({ give(Stopper::new()) })
+    boundary!({ give_or_null(Stopper::try_new()) })
+}
+
+/// A new reference for C, or NULL with `errno` = `ENOMEM`.
+fn give_or_null(s: Result<Stopper, Status>) -> *mut stopper {
+    match s {
+        Ok(s) => give(s),
+        Err(_) => {
+            crate::sys::set_errno(libc::ENOMEM);
+            std::ptr::null_mut()
+        }
+    }
 }
 
 /// Creates a child of `parent`: stopped when `parent` is (recording the parent's reason),
 /// never the other way round; born stopped when `parent` already is. The child keeps its
 /// parent alive; releasing the child unlinks it from the parent. The caller owns the returned
-/// reference. NULL `parent`: returns NULL (`STOPPER_EINVAL`).
+/// reference. NULL `parent`: returns NULL (`STOPPER_EINVAL`). Out of memory: NULL with
+/// `errno` = `ENOMEM`, and `parent` is left as it was.
 #[no_mangle]
 pub extern "C" fn stopper_new_child(parent: *mut stopper) -> *mut stopper {
     boundary!({
         let p = stopper_arg!(parent, std::ptr::null_mut());
-        give(p.child())
+        give_or_null(p.try_child())
     })
 }
 
 /// Creates a stopper stopped when any of `parents[0..n]` is, with that parent's reason.
 /// `n == 0` gives a plain running stopper. NULL `parents` with `n > 0`, or a NULL entry:
-/// returns NULL. The caller owns the returned reference.
+/// returns NULL. The caller owns the returned reference. Out of memory: NULL with `errno` =
+/// `ENOMEM`, and no parent keeps a link.
 #[no_mangle]
 pub extern "C" fn stopper_new_linked(parents: *const *mut stopper, n: usize) -> *mut stopper {
     boundary!({
         if n == 0 {
-            return give(Stopper::new());
+            return give_or_null(Stopper::try_new());
         }
         if parents.is_null() {
             return std::ptr::null_mut();
         }
         // SAFETY: the caller passes an array of `n` pointers.
         let list = unsafe { std::slice::from_raw_parts(parents, n) };
-        let mut borrowed: Vec<Borrowed> = Vec::with_capacity(n);
+        let mut borrowed: Vec<Borrowed> = Vec::new();
+        let mut refs: Vec<&Stopper> = Vec::new();
+        if borrowed.try_reserve_exact(n).is_err() || refs.try_reserve_exact(n).is_err() {
+            return give_or_null(Err(Status::NoMem));
+        }
         for &p in list {
             borrowed.push(stopper_arg!(p, std::ptr::null_mut()));
         }
-        let refs: Vec<&Stopper> = borrowed.iter().map(|b| &**b).collect();
-        give(Stopper::linked(&refs))
+        refs.extend(borrowed.iter().map(|b| &**b));
+        give_or_null(Stopper::try_linked(&refs))
     })
 }
 
@@ -147,7 +164,7 @@ pub extern "C" fn stopper_wait(s: *const stopper, timeout_ns: i64) -> i32 {
 /// index of a stopped entry to `*which` (`which` may be NULL), or `STOPPER_TIMEDOUT`. NULL
 /// entries never stop; when every entry is NULL (or `n == 0`) it sleeps `timeout_ns`, or returns
 /// `STOPPER_EINVAL` at once when `timeout_ns` is negative. NULL `list` with `n > 0`:
-/// `STOPPER_EINVAL`.
+/// `STOPPER_EINVAL`. `STOPPER_ENOMEM` when memory for the wait cannot be had.
 #[no_mangle]
 pub extern "C" fn stopper_wait_any(
     list: *const *const stopper,
@@ -165,9 +182,13 @@ pub extern "C" fn stopper_wait_any(
             // SAFETY: the caller passes an array of `n` pointers.
             unsafe { std::slice::from_raw_parts(list, n) }
         };
+        let mut borrowed: Vec<Option<Borrowed>> = Vec::new();
+        let mut refs: Vec<Option<&Stopper>> = Vec::new();
+        if borrowed.try_reserve_exact(n).is_err() || refs.try_reserve_exact(n).is_err() {
+            return Status::NoMem.code();
+        }
         // SAFETY: each entry is NULL or a stopper the caller holds.
-        let borrowed: Vec<Option<Borrowed>> =
-            raw.iter().map(|&p| unsafe { super::borrow(p) }).collect();
+        borrowed.extend(raw.iter().map(|&p| unsafe { super::borrow(p) }));
         let dl = deadline(timeout_ns);
         if borrowed.iter().all(Option::is_none) {
             return match dl {
@@ -178,13 +199,14 @@ pub extern "C" fn stopper_wait_any(
                 }
             };
         }
-        let refs: Vec<Option<&Stopper>> = borrowed.iter().map(|b| b.as_deref()).collect();
-        match crate::wait_any(&refs, dl) {
-            Some(i) => {
+        refs.extend(borrowed.iter().map(|b| b.as_deref()));
+        match crate::stopper::try_wait_any(&refs, dl) {
+            Ok(Some(i)) => {
                 put(which, i);
                 STOPPER_STOPPED
             }
-            None => STOPPER_TIMEDOUT,
+            Ok(None) => STOPPER_TIMEDOUT,
+            Err(st) => st.code(),
         }
     })
 }

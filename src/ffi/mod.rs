@@ -180,7 +180,7 @@ pub(crate) fn give(s: Stopper) -> *mut stopper {
 }
 
 /// A borrowed channel.
-pub(crate) struct BorrowedChan(ManuallyDrop<std::sync::Arc<Channel>>);
+pub(crate) struct BorrowedChan(ManuallyDrop<crate::rc::Arc<Channel>>);
 
 impl std::ops::Deref for BorrowedChan {
     type Target = Channel;
@@ -197,7 +197,7 @@ pub(crate) unsafe fn borrow_chan(p: *const stopper_chan) -> Option<BorrowedChan>
     } else {
         // SAFETY: a `stopper_chan *` is an `Arc<Channel>` pointer.
         Some(BorrowedChan(ManuallyDrop::new(unsafe {
-            std::sync::Arc::from_raw(p as *const Channel)
+            crate::rc::Arc::from_raw(p as *const Channel)
         })))
     }
 }

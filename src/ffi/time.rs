@@ -10,7 +10,8 @@ use crate::Status;
 /// `stopper_stop` made after it cannot win the reason. A deadline keeps `s` alive until it
 /// fires or is disarmed.
 /// Returns `STOPPER_OK`, `STOPPER_STOPPED` when `s` is already stopped, `STOPPER_EOS` when the
-/// service thread could not be started, `STOPPER_EINVAL` for NULL.
+/// service thread could not be started, `STOPPER_ENOMEM` when memory cannot be had (the earlier
+/// deadline is then disarmed), `STOPPER_EINVAL` for NULL.
 #[no_mangle]
 pub extern "C" fn stopper_stop_after(s: *mut stopper, delay_ns: i64, reason: i32) -> i32 {
     boundary!({
@@ -34,13 +35,15 @@ pub extern "C" fn stopper_remaining_ns(s: *const stopper) -> i64 {
 /// readable from the moment `s` stops, for good: wait on a stop with `select`, `poll`, `epoll`,
 /// libuv, asyncio's `add_reader`… Created on first use; closed with the last reference to `s`.
 /// Returns the descriptor (>= 0), or a negative status: `STOPPER_EINVAL` for NULL,
-/// `STOPPER_EOS` with `errno` when it cannot be created.
+/// `STOPPER_ENOMEM` when the library's memory for it cannot be had, `STOPPER_EOS` with `errno`
+/// when the descriptor cannot be created.
 #[no_mangle]
 pub extern "C" fn stopper_fd(s: *mut stopper) -> i32 {
     boundary!({
         let s = stopper_arg!(s);
         match s.fd() {
             Ok(fd) => fd,
+            Err(e) if e.raw_os_error().is_none() => Status::NoMem.code(),
             Err(_) => STOPPER_EOS,
         }
     })

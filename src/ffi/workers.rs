@@ -41,6 +41,7 @@ unsafe fn call_c_hook(ctx: usize, data: usize, tid: u64, reason: i32) {
 /// Returns `STOPPER_OK`, or `STOPPER_STOPPED` when `s` is already stopped (the thread is inside
 /// all the same and must exit; no hook is called for it). A thread that ends inside a stopper
 /// is exited automatically. NULL `s`, or a hook whose `fn` is NULL: `STOPPER_EINVAL`.
+/// `STOPPER_ENOMEM` (the thread is not inside) when memory cannot be had.
 #[no_mangle]
 pub extern "C" fn stopper_enter(s: *mut stopper, hook: *const stopper_hook) -> i32 {
     boundary!({
@@ -100,8 +101,10 @@ struct SendArg(usize);
 
 /// Starts a native thread that enters `s`, runs `fn(arg)` and exits `s`; `stopper_join(s, …)`
 /// waits for it (it counts as a worker from this call on). The thread starts even when `s` is
-/// already stopped (`fn` sees the stop). Returns `STOPPER_OK`, `STOPPER_EOS` when the thread
-/// could not be created, `STOPPER_EINVAL` for NULL `s` or `fn`.
+/// already stopped (`fn` sees the stop). The thread has the process's default thread stack
+/// (`RLIMIT_STACK`). Returns `STOPPER_OK`, `STOPPER_EOS` (with `errno`) when the thread could not
+/// be created, `STOPPER_ENOMEM` when memory cannot be had, `STOPPER_EINVAL` for NULL `s` or
+/// `fn`.
 #[no_mangle]
 pub extern "C" fn stopper_spawn(s: *mut stopper, r#fn: stopper_thread_fn, arg: *mut c_void) -> i32 {
     boundary!({

@@ -739,3 +739,36 @@ TEST(process_functions_bad_args) {
     CHECK(!stopper_is_set(s)); /* nothing above stopped it */
     stopper_release(s);
 }
+
+/* Issue 12: a chain of 10^5 nested children stops and is released on the main thread's stack
+ * (8 MiB), in both orders: the stop and the release are loops, not recursion. */
+static void chain_cb(void *d, int32_t r) { *(int32_t *)d = r; }
+
+TEST(a_deep_chain_stops_and_releases_without_recursion) {
+    enum { DEPTH = 100000 };
+    stopper **v = calloc(DEPTH, sizeof *v);
+    REQUIRE(v);
+    for (int order = 0; order < 3; order++) { /* 0, 1: stopped first; 2: never stopped */
+        stopper *root = stopper_new();
+        REQUIRE(root);
+        for (int i = 0; i < DEPTH; i++) {
+            v[i] = stopper_new_child(i ? v[i - 1] : root);
+            REQUIRE(v[i]);
+        }
+        int32_t seen = 0;
+        CHECK_ST(stopper_on_stop(v[DEPTH - 1], chain_cb, &seen, NULL), STOPPER_OK);
+        if (order < 2) {
+            CHECK_EQ(stopper_stop(root, 12), 1);
+            CHECK_EQ(seen, 12);
+            CHECK_EQ(stopper_reason(v[DEPTH / 2]), 12);
+        }
+        if (order != 1) { /* root first, leaf last: the leaf holds the whole chain */
+            stopper_release(root);
+            for (int i = 0; i < DEPTH; i++) stopper_release(v[i]);
+        } else { /* leaf first */
+            for (int i = DEPTH - 1; i >= 0; i--) stopper_release(v[i]);
+            stopper_release(root);
+        }
+    }
+    free(v);
+}
