@@ -24,7 +24,6 @@ use std::os::fd::RawFd;
 use std::sync::atomic::AtomicI32;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
-use std::thread::JoinHandle;
 
 use crate::rc::Arc;
 use crate::slab::OrderedSlab;
@@ -64,7 +63,7 @@ struct State {
     /// The thread is running a timer's action (user code may be on its stack).
     busy: bool,
     quit: bool,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<sys::LibThread>,
     /// Stoppers to stop on a signal; kept alive until stopped (like a deadline).
     signal_stops: Vec<SignalStop>,
     /// Descriptors polled for readability (process watching: a pidfd is readable once its
@@ -126,7 +125,7 @@ static EPOCH: AtomicU32 = AtomicU32::new(0);
 static SIGNALS_PENDING: AtomicU64 = AtomicU64::new(0);
 static AFTER_FORK: AtomicBool = AtomicBool::new(false);
 /// Handles of service threads that belonged to a parent process (see `fork_child`).
-static ABANDONED: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+static ABANDONED: Mutex<Vec<sys::LibThread>> = Mutex::new(Vec::new());
 static ATFORK: Once = Once::new();
 
 fn lock() -> MutexGuard<'static, State> {
@@ -260,9 +259,9 @@ fn ensure_thread(st: &mut State) -> Result<(), Status> {
     // A thread that found nothing to do has set `running = false` and is returning: join it
     // so that at most one exists.
     if let Some(h) = st.thread.take() {
-        let _ = h.join();
+        h.join();
     }
-    let h = sys::spawn_library_thread("stopper-service", run).map_err(|e| {
+    let h = sys::spawn_library_thread(c"stopper-service", run).map_err(|e| {
         sys::set_errno(e.raw_os_error().unwrap_or(libc::EAGAIN));
         Status::Os
     })?;
@@ -379,7 +378,7 @@ pub fn shutdown() {
     if !st.running {
         if let Some(h) = st.thread.take() {
             drop(st);
-            let _ = h.join();
+            h.join();
         }
     }
 }
@@ -431,7 +430,7 @@ fn fork_child() {
 }
 
 /// Keeps a thread handle that belonged to the parent process, for good (see `fork_child`).
-pub(crate) fn abandon(h: JoinHandle<()>) {
+pub(crate) fn abandon(h: sys::LibThread) {
     ABANDONED.lock().unwrap_or_else(|e| e.into_inner()).push(h);
 }
 

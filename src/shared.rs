@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::rc::{Arc, Weak};
-use std::thread::JoinHandle;
 
 use crate::status::Status;
 use crate::stopper::{Inner, SharedCell, Stopper, STOPPED, WAITERS};
@@ -493,7 +492,7 @@ mod watcher {
         /// before the object is made, so a failure to start it leaves nothing behind).
         pub(super) opening: usize,
         pub(super) running: bool,
-        pub(super) thread: Option<JoinHandle<()>>,
+        pub(super) thread: Option<sys::LibThread>,
     }
 
     // SAFETY: the raw pointers are only compared, never dereferenced.
@@ -583,9 +582,9 @@ mod watcher {
             return Ok(());
         }
         if let Some(h) = st.thread.take() {
-            let _ = h.join();
+            h.join();
         }
-        match sys::spawn_library_thread("stopper-watch", run) {
+        match sys::spawn_library_thread(c"stopper-watch", run) {
             Ok(h) => {
                 st.running = true;
                 st.thread = Some(h);

@@ -258,10 +258,15 @@ impl Inner {
     }
 
     pub(crate) fn reason(&self) -> i32 {
-        if self.is_set() {
-            self.cell().reason.load(Ordering::Relaxed)
-        } else {
-            0
+        if !self.is_set() {
+            return 0;
+        }
+        match self.cell().reason.load(Ordering::Relaxed) {
+            // Only a shared page can show the flag without a reason (a peer wrote the flag
+            // byte alone, before any watcher or opener repaired the page): a stop is never
+            // reported with reason 0.
+            0 => REASON_REQUESTED,
+            r => r,
         }
     }
 

@@ -215,16 +215,86 @@ pub fn library_stack_size() -> usize {
     size
 }
 
+/// A thread started by [`spawn_thread`]: joined with [`LibThread::join`], detached when dropped
+/// (as std's `JoinHandle` is).
+#[derive(Debug)]
+pub struct LibThread(libc::pthread_t);
+
+impl LibThread {
+    /// Waits for the thread to end.
+    pub fn join(self) {
+        let t = std::mem::ManuallyDrop::new(self);
+        // SAFETY: a joinable thread this handle owns; the handle is consumed, so it is joined
+        // (or detached) exactly once.
+        unsafe { libc::pthread_join(t.0, std::ptr::null_mut()) };
+    }
+}
+
+impl Drop for LibThread {
+    fn drop(&mut self) {
+        // SAFETY: a joinable thread this handle owns, not joined (join consumes the handle).
+        unsafe { libc::pthread_detach(self.0) };
+    }
+}
+
+/// Starts a native thread running `f`, with no allocation that can abort: the closure is boxed
+/// fallibly and handed to `pthread_create` (std's `thread::Builder::spawn` allocates
+/// infallibly, and aborts the host when memory is short). `stack` is the stack size (None: the
+/// thread library's default). A panic in `f` ends the thread, reported by the panic hook; it
+/// never unwinds into the thread library. Errors: `ENOMEM`, or `pthread_create`'s own.
+pub fn spawn_thread<F: FnOnce() + Send + 'static>(
+    name: &std::ffi::CStr,
+    stack: Option<usize>,
+    f: F,
+) -> io::Result<LibThread> {
+    extern "C" fn start<F: FnOnce() + Send + 'static>(
+        arg: *mut std::ffi::c_void,
+    ) -> *mut std::ffi::c_void {
+        // SAFETY: `arg` is the box `spawn_thread` leaked for this thread, taken back once.
+        let f = unsafe { Box::from_raw(arg as *mut F) };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        std::ptr::null_mut()
+    }
+    let raw = match crate::rc::try_box(f) {
+        Ok(b) => Box::into_raw(b),
+        Err(_) => return Err(io::Error::from_raw_os_error(libc::ENOMEM)),
+    };
+    // SAFETY: a zeroed pthread_attr_t is what pthread_attr_init overwrites.
+    let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `attr` is initialised here and destroyed below; `start::<F>` takes back exactly
+    // this box.
+    let rc = unsafe {
+        let mut rc = libc::pthread_attr_init(&mut attr);
+        if rc == 0 {
+            if let Some(size) = stack {
+                rc = libc::pthread_attr_setstacksize(&mut attr, size);
+            }
+            let mut tid: libc::pthread_t = 0;
+            if rc == 0 {
+                rc =
+                    libc::pthread_create(&mut tid, &attr, start::<F>, raw as *mut std::ffi::c_void);
+            }
+            libc::pthread_attr_destroy(&mut attr);
+            if rc == 0 {
+                // Best effort: a name helps a host's debugger and /proc; its failure is harmless.
+                libc::pthread_setname_np(tid, name.as_ptr());
+                return Ok(LibThread(tid));
+            }
+        }
+        rc
+    };
+    // SAFETY: the thread was not created: the box is still ours.
+    drop(unsafe { Box::from_raw(raw) });
+    Err(io::Error::from_raw_os_error(rc))
+}
+
 /// Starts one of the library's own threads (they run host callbacks: see
 /// [`library_stack_size`]). The only place the library creates a thread of its own.
 pub fn spawn_library_thread<F: FnOnce() + Send + 'static>(
-    name: &str,
+    name: &std::ffi::CStr,
     f: F,
-) -> io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(library_stack_size())
-        .spawn(f)
+) -> io::Result<LibThread> {
+    spawn_thread(name, Some(library_stack_size()), f)
 }
 
 // ---- Callbacks the OS calls. They are the only `extern "C"` functions outside `ffi/`.

@@ -293,44 +293,24 @@ impl Stopper {
     }
 }
 
-/// Starts a detached native thread running `f`, with no allocation that can abort: the
-/// closure is boxed fallibly and handed to `pthread_create` (std's `thread::Builder::spawn`
-/// allocates infallibly). A panic in `f` ends the thread, reported by the panic hook.
+/// Starts a detached native thread running `f` with the thread library's default stack
+/// ([`sys::spawn_thread`]: nothing on the way can abort on out of memory).
 fn sys_spawn<F: FnOnce() + Send + 'static>(f: F) -> Status {
-    extern "C" fn start<F: FnOnce() + Send + 'static>(
-        arg: *mut std::ffi::c_void,
-    ) -> *mut std::ffi::c_void {
-        // SAFETY: `arg` is the box `sys_spawn` leaked for this thread, taken back once.
-        let f = unsafe { Box::from_raw(arg as *mut F) };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        std::ptr::null_mut()
+    match sys::spawn_thread(c"stopper-worker", None, f) {
+        Ok(t) => {
+            drop(t); // detached
+            Status::Ok
+        }
+        Err(e) => {
+            let err = e.raw_os_error().unwrap_or(libc::EAGAIN);
+            sys::set_errno(err);
+            if err == libc::ENOMEM {
+                Status::NoMem
+            } else {
+                Status::Os
+            }
+        }
     }
-    let Ok(boxed) = crate::rc::try_box(f) else {
-        return Status::NoMem;
-    };
-    let raw = Box::into_raw(boxed);
-    let mut tid: libc::pthread_t = 0;
-    // SAFETY: `start::<F>` takes back exactly this box; default attributes.
-    let rc = unsafe {
-        libc::pthread_create(
-            &mut tid,
-            std::ptr::null(),
-            start::<F>,
-            raw as *mut std::ffi::c_void,
-        )
-    };
-    if rc != 0 {
-        // SAFETY: the thread was not created: the box is still ours.
-        drop(unsafe { Box::from_raw(raw) });
-        sys::set_errno(rc);
-        return Status::Os;
-    }
-    // SAFETY: a thread we just created and nobody joins. The name is best effort.
-    unsafe {
-        libc::pthread_setname_np(tid, c"stopper-worker".as_ptr());
-        libc::pthread_detach(tid);
-    }
-    Status::Ok
 }
 
 /// The calling thread's innermost entered stopper.

@@ -93,7 +93,7 @@ fn child_entry() {
             let callback_done = Stopper::new();
             let cd = callback_done.clone();
             s.on_stop(move |_| {
-                *o.lock().unwrap() = std::thread::current().name().unwrap_or("").to_string();
+                *o.lock().unwrap() = os_thread_name();
                 cd.stop(0);
             })
             .forget();
@@ -423,6 +423,19 @@ fn watching_an_ended_or_bad_pid() {
     assert_eq!(stopper::watch_process(&s2, d.id() as i32, 0), Status::Ok);
     d.wait().unwrap();
     s2.stop(0);
+}
+
+/// The calling thread's name as the OS has it (the library names its threads with
+/// `pthread_setname_np`; they are not std threads, so std's `thread::current().name()` is None).
+fn os_thread_name() -> String {
+    let mut buf = [0u8; 64];
+    // SAFETY: a buffer of the given length for the calling thread's name.
+    let rc = unsafe {
+        libc::pthread_getname_np(libc::pthread_self(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    assert_eq!(rc, 0);
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[test]

@@ -2449,6 +2449,17 @@ TEST_T(a_flag_without_a_reason_is_a_stop_with_a_reason_never_0, 30) {
     CHECK(stopper_is_set(s));
     CHECK_EQ(stopper_reason(s), STOPPER_REASON_REQUESTED);
     CHECK_ST(stopper_wait(s, MS(2000)), STOPPER_STOPPED);
+    /* the flag alone, set by a peer that wakes nobody, read at once by a process that has the
+     * stopper open (no watcher or opener has looked at the page yet): a stop, never reason 0 */
+    const char *n4 = uname_("fr4");
+    stopper *q = stopper_open_shared(n4);
+    REQUIRE(q);
+    page *p4 = peer_map(n4, NULL);
+    __atomic_store_n(&p4->flag, 1, __ATOMIC_SEQ_CST);
+    CHECK(stopper_is_set(q));
+    CHECK_EQ(stopper_reason(q), STOPPER_REASON_REQUESTED);
+    munmap(p4, 4096);
+    stopper_release(q);
     /* the state word's stop bit without the flag or a reason (a page zeroed from the middle
      * on): completed as a stop too, never "stopped" with reason 0 */
     const char *n3 = uname_("fr3");
