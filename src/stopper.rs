@@ -387,10 +387,21 @@ impl Inner {
             .compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            // Nobody else can have started them: they start only after the flag, set below.
-            self.actions.store(ACTIONS_RUNNING, Ordering::Release);
+            // In one process nobody else can have started them: they start only after the
+            // flag, set below. Only a shared page can show the flag first (a peer wrote it
+            // without a reason, and the watcher or an opener already took this process's
+            // actions): then the stop was not this call's, which only completed its reason.
+            let took = self
+                .actions
+                .compare_exchange(
+                    ACTIONS_IDLE,
+                    ACTIONS_RUNNING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok();
             self.publish_stop();
-            return true;
+            return took;
         }
         let mut spins = 0u32;
         while !self.is_set() {
