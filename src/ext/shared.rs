@@ -16,11 +16,11 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use crate::rc::{Arc, Weak};
+use crate::base::rc::{Arc, Weak};
 
-use crate::status::Status;
-use crate::stopper::{Inner, SharedCell, Stopper, STOPPED, WAITERS};
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::token::stopper::{Inner, SharedCell, Stopper, STOPPED, WAITERS};
 
 const MAGIC: [u8; 8] = *b"stopper\x01";
 const LAYOUT: u32 = 3;
@@ -382,8 +382,8 @@ fn settle(inner: &Inner) -> Option<i32> {
 /// process's waiters there.
 fn freeze(inner: &Inner, reason: i32) {
     let len = page_len();
-    let page =
-        (inner.cell() as *const crate::stopper::Cell as usize) - std::mem::offset_of!(Page, shared);
+    let page = (inner.cell() as *const crate::token::stopper::Cell as usize)
+        - std::mem::offset_of!(Page, shared);
     // SAFETY: a fresh private anonymous mapping, written before anyone can see it.
     let copy = unsafe {
         libc::mmap(
@@ -461,7 +461,7 @@ pub(crate) fn fork_child() {
     let _ = FORK_GUARDS.try_with(|f| {
         if let Some((reg, mut st)) = f.borrow_mut().take() {
             if let Some(h) = st.thread.take() {
-                crate::service::abandon(h);
+                crate::ext::service::abandon(h);
             }
             st.running = false;
             st.opening = 0; // the parent's openers did not come along
@@ -542,7 +542,7 @@ mod watcher {
 
     impl Opening {
         pub(super) fn begin() -> Result<Opening, Status> {
-            crate::service::register_fork_handlers();
+            crate::ext::service::register_fork_handlers();
             let mut st = lock();
             ensure_running(&mut st)?;
             st.opening += 1;
@@ -689,7 +689,7 @@ mod watcher {
                     inner.publish_stop();
                     // Waiters of every process on this page, also those a peer's cleared
                     // waiter bit would leave asleep (the stop wakes only announced sleepers).
-                    crate::sync::futex::wake_all(&inner.cell().word, true);
+                    crate::base::sync::futex::wake_all(&inner.cell().word, true);
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         inner.run_stop_actions(reason)
                     }));

@@ -8,12 +8,12 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::rc::Arc as Rc;
+use crate::base::rc::Arc as Rc;
 
-use crate::service;
-use crate::status::Status;
-use crate::stopper::{Inner, RawFn, Stopper};
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::ext::service;
+use crate::token::stopper::{Inner, RawFn, Stopper};
 
 /// How a stop reaches a worker blocked elsewhere.
 #[derive(Clone)]
@@ -103,7 +103,8 @@ fn with_stack<R>(create: bool, f: impl FnOnce(&Stack) -> R) -> Result<R, Status>
         if !create {
             return Err(Status::Inval);
         }
-        let st = crate::rc::try_box(Stack(RefCell::new(Vec::new()))).map_err(|_| Status::NoMem)?;
+        let st =
+            crate::base::rc::try_box(Stack(RefCell::new(Vec::new()))).map_err(|_| Status::NoMem)?;
         let raw = Box::into_raw(st);
         // SAFETY: a key created above; the box is the thread's from now on.
         if unsafe { libc::pthread_setspecific(key, raw as *const std::ffi::c_void) } != 0 {
@@ -139,7 +140,7 @@ impl Stopper {
     /// second value is its key, for `leave` when the thread's body returns.
     fn enter_impl(&self, hook: Option<Hook>, from_spawn: bool) -> (Status, Option<u64>) {
         service::after_fork_check();
-        let tid = crate::sync::thread_key();
+        let tid = crate::base::sync::thread_key();
         let (key, stopped) = {
             let mut g = match self.inner.try_lock_slow() {
                 Ok(g) => g,
@@ -409,7 +410,7 @@ pub(crate) fn repeat_hook(inner: &Rc<Inner>, key: u64, reason: i32) -> Option<Pa
 /// lock, then schedules the next repeat if the hook asks for one and the worker is still in.
 fn call_hook(
     inner: &Rc<Inner>,
-    mut g: crate::stopper::SlowGuard<'_>,
+    mut g: crate::token::stopper::SlowGuard<'_>,
     key: u64,
     reason: i32,
 ) -> Option<Panic> {

@@ -25,11 +25,11 @@ use std::sync::atomic::AtomicI32;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 
-use crate::rc::Arc;
-use crate::slab::OrderedSlab;
-use crate::status::Status;
-use crate::stopper::Inner;
-use crate::sys;
+use crate::base::rc::Arc;
+use crate::base::slab::OrderedSlab;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::token::stopper::Inner;
 
 /// What a timer does when it comes due.
 pub(crate) enum Timer {
@@ -190,7 +190,7 @@ pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Stat
     let mut st = lock();
     // The thread first: a call that fails leaves the signal's disposition as it found it.
     ensure_thread(&mut st)?;
-    let taken = crate::signal::take_for_stop(signo);
+    let taken = crate::base::signal::take_for_stop(signo);
     if taken != Status::Ok {
         drop(st);
         kick(); // a thread started for nothing ends
@@ -202,7 +202,10 @@ pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Stat
     });
     drop(st);
     // When the stopper stops some other way, let the thread drop the entry (and maybe exit).
-    if target.add_waker(crate::stopper::Waker::Kick).is_err() {
+    if target
+        .add_waker(crate::token::stopper::Waker::Kick)
+        .is_err()
+    {
         kick();
     }
     Ok(())
@@ -235,7 +238,7 @@ pub fn thread_running() -> bool {
 /// timers were inherited, the shared-stopper watcher when shared stoppers were. Called on the
 /// paths that depend on them (waits, deadlines, registrations): one relaxed load otherwise.
 pub(crate) fn after_fork_check() {
-    crate::shared::after_fork_check();
+    crate::ext::shared::after_fork_check();
     if AFTER_FORK.load(Ordering::Relaxed) {
         let mut st = lock();
         AFTER_FORK.store(false, Ordering::Relaxed);
@@ -300,7 +303,7 @@ fn run() {
                 .iter()
                 .fold(0, |m, (_, _, signo)| m | 1u64 << signo);
             for signo in (1..64).filter(|n| done & !still & (1u64 << n) != 0) {
-                crate::signal::release_stop_signal(signo);
+                crate::base::signal::release_stop_signal(signo);
             }
             st.busy = true;
             drop(st);
@@ -347,7 +350,7 @@ fn fire(id: u64, timer: Timer) {
             target,
             key,
             reason,
-        } => drop(crate::workers::repeat_hook(&target, key, reason)),
+        } => drop(crate::ext::workers::repeat_hook(&target, key, reason)),
         Timer::Task(f) => f(),
     }));
 }
@@ -394,22 +397,22 @@ thread_local! {
 }
 
 fn fork_prepare() {
-    crate::sync::gate::close();
-    crate::shared::fork_prepare();
+    crate::base::sync::gate::close();
+    crate::ext::shared::fork_prepare();
     let g = lock();
     let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
-    crate::signal::fork_prepare();
+    crate::base::signal::fork_prepare();
 }
 
 fn fork_parent() {
-    crate::signal::fork_done();
+    crate::base::signal::fork_done();
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
-    crate::shared::fork_parent();
-    crate::sync::gate::open();
+    crate::ext::shared::fork_parent();
+    crate::base::sync::gate::open();
 }
 
 fn fork_child() {
-    crate::signal::fork_done();
+    crate::base::signal::fork_done();
     let _ = FORK_GUARD.try_with(|f| {
         if let Some(mut g) = f.borrow_mut().take() {
             // The thread did not come along: its handle names a thread of the parent, so it
@@ -425,8 +428,8 @@ fn fork_child() {
             }
         }
     });
-    crate::shared::fork_child();
-    crate::sync::gate::open_in_child();
+    crate::ext::shared::fork_child();
+    crate::base::sync::gate::open_in_child();
 }
 
 /// Keeps a thread handle that belonged to the parent process, for good (see `fork_child`).

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::status::Status;
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
 
 /// Signals whose handler the library installed (bit n = signal n).
 static INSTALLED: AtomicU64 = AtomicU64::new(0);
@@ -40,7 +40,7 @@ pub(crate) fn fork_done() {
 /// inside one of its calls (registering them lazily, on first use, would leave a window in
 /// which a fork copies a half-taken registration, or a lock the handlers do not cover yet).
 extern "C" fn register_fork_handlers_at_load() {
-    crate::service::register_fork_handlers();
+    crate::ext::service::register_fork_handlers();
 }
 
 #[used]
@@ -50,7 +50,7 @@ static REGISTER_FORK_HANDLERS: extern "C" fn() = register_fork_handlers_at_load;
 /// Called by the handler; async-signal-safe.
 pub(crate) fn on_signal(signo: i32) {
     if (1..64).contains(&signo) && STOP_SIGNALS.load(Ordering::Acquire) & (1u64 << signo) != 0 {
-        crate::service::signal_arrived(signo);
+        crate::ext::service::signal_arrived(signo);
     }
 }
 
@@ -89,7 +89,7 @@ fn install_with(signo: i32, flags: libc::c_int) -> Status {
     if !usable(signo) {
         return Status::Inval;
     }
-    crate::service::register_fork_handlers();
+    crate::ext::service::register_fork_handlers();
     let _g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let old = match sys::sigaction_get(signo) {
         Ok(a) => a,
@@ -140,7 +140,7 @@ pub fn stop_on_signal(stopper: &crate::Stopper, signo: i32) -> Status {
     if stopper.is_set() {
         return Status::Stopped;
     }
-    match crate::service::add_signal_stop(signo, crate::rc::Arc::clone(&stopper.inner)) {
+    match crate::ext::service::add_signal_stop(signo, crate::base::rc::Arc::clone(&stopper.inner)) {
         Ok(()) => Status::Ok,
         Err(s) => s,
     }

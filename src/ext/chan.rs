@@ -18,9 +18,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use crate::status::Status;
-use crate::stopper::{Stopper, Waker};
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::token::stopper::{Stopper, Waker};
 
 /// The largest capacity of a bounded channel; beyond it, use an unbounded channel
 /// (capacity 0). Memory follows the items queued, not the capacity.
@@ -76,7 +76,7 @@ impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: dropped once, here.
         unsafe { std::mem::ManuallyDrop::drop(&mut self.0) };
-        crate::sync::gate::leave();
+        crate::base::sync::gate::leave();
     }
 }
 
@@ -132,7 +132,7 @@ impl Channel {
     /// Locks the queue inside the fork gate (`sync::gate`), so a forked child never finds it
     /// locked. No user code runs under this lock and no step leaves the queue half changed.
     fn lock(&self) -> QueueGuard<'_> {
-        crate::sync::gate::enter();
+        crate::base::sync::gate::enter();
         QueueGuard(std::mem::ManuallyDrop::new(
             self.queue.lock().unwrap_or_else(|e| e.into_inner()),
         ))

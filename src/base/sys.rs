@@ -255,7 +255,7 @@ pub fn spawn_thread<F: FnOnce() + Send + 'static>(
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         std::ptr::null_mut()
     }
-    let raw = match crate::rc::try_box(f) {
+    let raw = match crate::base::rc::try_box(f) {
         Ok(b) => Box::into_raw(b),
         Err(_) => return Err(io::Error::from_raw_os_error(libc::ENOMEM)),
     };
@@ -348,7 +348,7 @@ extern "C" fn noop_handler(signo: libc::c_int) {
     // SAFETY: errno is thread-local.
     let saved = unsafe { *libc::__errno_location() };
     INTERRUPTS_RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    crate::signal::on_signal(signo);
+    crate::base::signal::on_signal(signo);
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved };
 }

@@ -18,15 +18,16 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
-use crate::rc::{Arc, Weak};
+use crate::base::rc::{Arc, Weak};
 
-use crate::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Gated, Mutex};
+use crate::base::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Gated, Mutex};
 
-use crate::slab::{Fate, OrderedSlab};
-use crate::status::Status;
-use crate::sys;
-use crate::workers::Worker;
-use crate::{service, REASON_DEADLINE, REASON_REQUESTED};
+use crate::base::slab::{Fate, OrderedSlab};
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::ext::service;
+use crate::ext::workers::Worker;
+use crate::{REASON_DEADLINE, REASON_REQUESTED};
 
 /// Byte 0 of the state word: set once stopped.
 pub(crate) const STOPPED: u32 = 1;
@@ -177,7 +178,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if self.is_shared() {
             // Before the page is unmapped (with `slow.backing`, below).
-            crate::shared::forget(self);
+            crate::ext::shared::forget(self);
         }
         // Unlink from the parents, so that a long-lived parent does not keep an entry per
         // child ever created. A parent whose last reference was ours is taken apart here in
@@ -280,7 +281,7 @@ impl Inner {
     pub(crate) fn try_lock_slow(&self) -> Result<SlowGuard<'_>, Status> {
         let mut g = self.lock();
         if g.is_none() {
-            *g = Some(crate::rc::try_box(Slow::default()).map_err(|_| Status::NoMem)?);
+            *g = Some(crate::base::rc::try_box(Slow::default()).map_err(|_| Status::NoMem)?);
         }
         Ok(SlowGuard(g))
     }
@@ -407,9 +408,9 @@ impl Inner {
         while !self.is_set() {
             spins += 1;
             if spins < 64 {
-                crate::sync::spin_loop();
+                crate::base::sync::spin_loop();
             } else if spins < 20_000 {
-                crate::sync::yield_now();
+                crate::base::sync::yield_now();
             } else {
                 // The winner vanished between its two steps (only possible for a shared
                 // stopper whose process was killed there): finish its stop for it.
@@ -490,7 +491,7 @@ impl Arc<Inner> {
     /// child, stops nothing else: every other action runs and every stopper is marked done,
     /// then the first panic resumes.
     fn do_stop_actions(&self, reason: i32) {
-        let mut first_panic: Option<crate::workers::Panic> = None;
+        let mut first_panic: Option<crate::ext::workers::Panic> = None;
         // Stoppers whose children are being stopped, innermost last; `self` is below them all.
         let mut stack: Vec<Arc<Inner>> = Vec::new();
         self.begin_stop_actions();
@@ -593,7 +594,7 @@ impl Inner {
 impl Arc<Inner> {
     /// Steps 3 to 5 (fd, hooks, callbacks), then the actions are marked done. Returns the
     /// first panic of a (Rust) hook or callback, after all of them ran.
-    fn finish_stop_actions(&self, reason: i32) -> Option<crate::workers::Panic> {
+    fn finish_stop_actions(&self, reason: i32) -> Option<crate::ext::workers::Panic> {
         let mut first_panic = None;
         let present = {
             let g = self.lock();
@@ -610,9 +611,9 @@ impl Arc<Inner> {
         };
         if present {
             // 4. Interrupt hooks of the workers inside.
-            first_panic = crate::workers::deliver_hooks(self, reason);
+            first_panic = crate::ext::workers::deliver_hooks(self, reason);
             // 5. Callbacks, in registration order, one at a time with no lock held.
-            let me = crate::sync::thread_key();
+            let me = crate::base::sync::thread_key();
             let mut g = self.lock_slow();
             while let Some((id, action)) = g.callbacks.pop_front() {
                 g.running = Some((id, me));
@@ -655,7 +656,7 @@ impl Inner {
     }
 
     pub(crate) fn unregister(&self, id: u64) -> Status {
-        let me = crate::sync::thread_key();
+        let me = crate::base::sync::thread_key();
         let Some(mut g) = self.lock_existing() else {
             return Status::Inval;
         };
@@ -911,7 +912,7 @@ impl Stopper {
     pub(crate) fn with_cell(cell: NonNull<SharedCell>, backing: Box<dyn Send + Sync>) -> Stopper {
         // The slow part is made here, not through the lock: this runs under the shared
         // registry's lock, which a gated section must never be taken under (`sync::gate`).
-        let slow = crate::rc::try_box(Slow {
+        let slow = crate::base::rc::try_box(Slow {
             backing: Some(backing),
             ..Slow::default()
         })
