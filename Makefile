@@ -126,7 +126,7 @@ bench-smoke: lib venv
 	$(MAKE) -C benches bench-smoke
 
 # ---------------------------------------------------------------- reliability
-# The loom model of the core state machine (tests/loom.rs, src/sync.rs), in its own target
+# The loom model of the core state machine (tests/loom.rs, src/base/sync.rs), in its own target
 # directory because --cfg loom rebuilds everything. check-loom explores more interleavings than
 # the slice that `make test` runs.
 LOOM_CARGO = RUSTFLAGS="--cfg loom" $(CARGO) test --release --locked --target-dir target/loom --test loom

@@ -163,24 +163,20 @@ mod token;
 pub use base::status::Status;
 pub use ext::service;
 
-pub use base::signal::{install as install_signal, interrupt as interrupt_thread, stop_on_signal};
+pub use base::signal::{install as install_signal, interrupt as interrupt_thread};
 pub use ext::chan::{Channel, MAX_CAPACITY as CHANNEL_MAX_CAPACITY};
 pub use ext::fdwait::wait_fd;
 pub use ext::process::{watch_process, watch_process_group};
+pub use ext::service::stop_on_signal;
 pub use ext::shared::{
     open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED,
 };
 pub use ext::workers::{current, Hook, HookFn, Scope};
 pub use token::future::{StoppedFuture, StoppedOwned};
 pub use token::guard::{DropGuard, Stopped};
-pub use token::stopper::{wait_any, Callback, RawFn, Stopper, Wait};
-
-/// Reason recorded when a caller stops with reason 0.
-pub const REASON_REQUESTED: i32 = 1;
-/// Reason recorded by a deadline armed with reason 0.
-pub const REASON_DEADLINE: i32 = 2;
-/// Reason recorded by a stop on a process signal.
-pub const REASON_SIGNAL: i32 = 3;
+pub use token::stopper::{
+    wait_any, Callback, RawFn, Stopper, Wait, REASON_DEADLINE, REASON_REQUESTED, REASON_SIGNAL,
+};
 
 /// The calling thread's id as hooks receive it (`pthread_self()`).
 pub fn thread_id() -> u64 {

@@ -2,6 +2,7 @@
 //! fallibly allocated counted box, the ordered slab, status codes, signal dispositions. Nothing
 //! here knows what a stopper is.
 
+pub(crate) mod fork;
 pub(crate) mod rc;
 pub(crate) mod signal;
 pub(crate) mod slab;

@@ -26,6 +26,15 @@ use crate::token::stopper::{Stopper, Waker};
 /// (capacity 0). Memory follows the items queued, not the capacity.
 pub const MAX_CAPACITY: usize = 1 << 24;
 
+/// The stopper's waker for a blocked operation: bumps its side's futex word and wakes the
+/// side's sleepers.
+unsafe fn bump(word: *const ()) {
+    // SAFETY: registered with a side's word, which outlives the registration (see the caller).
+    let w = unsafe { &*(word as *const AtomicU32) };
+    w.fetch_add(1, Ordering::SeqCst);
+    sys::futex_wake_all(w, false);
+}
+
 /// One side's futex word and its sleepers.
 struct Side {
     seq: AtomicU32,
@@ -147,8 +156,10 @@ impl Channel {
     ) -> Result<(), Status> {
         if slot.is_none() {
             let word = NonNull::from(&side.seq);
-            // `StopWake` removes it before `self` (and so the word) can go away.
-            let id = stopper.inner.add_waker(Waker::Bump(word))?;
+            // SAFETY: `bump` only wakes; `StopWake` removes the waker before `self` (and so
+            // the word) can go away.
+            let waker = unsafe { Waker::new(bump, word.as_ptr() as *const ()) };
+            let id = stopper.inner.add_waker(waker)?;
             *slot = Some(StopWake { stopper, id });
         }
         Ok(())

@@ -23,7 +23,7 @@ pub fn wait_fd(
     if stopped() {
         return Err(Status::Stopped);
     }
-    crate::ext::service::after_fork_check();
+    crate::base::fork::after_fork_check();
     let stop_fd = match stopper {
         Some(s) => Some(s.fd().map_err(|_| Status::Os)?),
         None => None,

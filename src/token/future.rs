@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use crate::{RawFn, Stopper};
+use crate::token::stopper::{RawFn, Stopper};
 
 /// The registration of a stop future: pinned in it, since the callback points into it.
 struct Waiter {

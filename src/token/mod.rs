@@ -2,6 +2,7 @@
 //! attachment slots through which the extensions (layer 2) hang their state and their step of
 //! the stop on a stopper. Nothing here knows which extensions exist.
 
+pub(crate) mod attach;
 pub(crate) mod future;
 pub(crate) mod guard;
 pub(crate) mod stopper;

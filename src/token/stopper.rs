@@ -1,20 +1,20 @@
-//! The stopper: a one-way stop flag whose waits wake at once, with children, callbacks,
-//! workers, a descriptor and a deadline.
+//! The stopper: a one-way stop flag whose waits wake at once, with children, callbacks and
+//! wake-ups, and the attachment slots the extensions use (`token::attach`).
 //!
 //! Layout. The hot part is two words: a 32-bit state word (byte 0 is the stop flag that
 //! `stopper_flag` exposes, bit 8 says "a thread may be sleeping on this word") and the reason.
 //! They sit behind a pointer so that a shared stopper can put them in shared memory. Everything
-//! else (callbacks, children, workers, fd, deadline…) lives in a `Slow` box allocated on first
+//! else (callbacks, children, wakers, attachments) lives in a `Slow` box allocated on first
 //! use, so an idle stopper is a handful of words.
 //!
 //! Ordering. `stop` decides the winner with a compare-and-swap on the reason (0 → reason), then
 //! publishes the flag with a release RMW; readers load the flag with acquire. So everything the
 //! stopping thread wrote before `stop`, and the reason, are visible to a thread that sees the
 //! flag. After the flag: waiters are woken (futex), then, under the slow lock but never while
-//! user code runs, children are stopped, the fd is signalled, hooks are called and callbacks
-//! run, each popped from its list one at a time so that concurrent unregistration stays exact.
+//! user code runs, wakers run, children are stopped, the attachments' stop steps run (the
+//! descriptor, the workers' hooks…) and callbacks run, each popped from its list one at a time
+//! so that concurrent unregistration stays exact.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
@@ -25,9 +25,14 @@ use crate::base::sync::{futex, AtomicI32, AtomicU32, AtomicU8, Gated, Mutex};
 use crate::base::slab::{Fate, OrderedSlab};
 use crate::base::status::Status;
 use crate::base::sys;
-use crate::ext::service;
-use crate::ext::workers::Worker;
-use crate::{REASON_DEADLINE, REASON_REQUESTED};
+use crate::token::attach::{Attachment, Attachments, Panic, MAX_STEPS};
+
+/// Reason recorded when a caller stops with reason 0.
+pub const REASON_REQUESTED: i32 = 1;
+/// Reason recorded by a deadline armed with reason 0.
+pub const REASON_DEADLINE: i32 = 2;
+/// Reason recorded by a stop on a process signal.
+pub const REASON_SIGNAL: i32 = 3;
 
 /// Byte 0 of the state word: set once stopped.
 pub(crate) const STOPPED: u32 = 1;
@@ -82,33 +87,41 @@ impl RawFn {
     }
 }
 
-/// A wake-up run right after the flag is set (under the stopper's lock: it only wakes).
-pub(crate) enum Waker {
-    /// Sets the word to 1 and wakes its futex sleepers (`wait_any`).
-    Word(Arc<AtomicU32>),
-    /// Wakes the service thread (a `stop_on_signal` registration to drop).
-    Kick,
-    /// Bumps a channel side's futex word and wakes its sleepers. The word outlives the
-    /// registration: the blocked operation removes it before it returns.
-    Bump(NonNull<std::sync::atomic::AtomicU32>),
+/// A wake-up run right after the flag is set, under the stopper's lock: it may only wake
+/// (set a word, issue a futex wake), never block or run user code. `wait_any` and channel
+/// operations register one for the length of a wait; the service thread one per signal stop.
+#[derive(Clone, Copy)]
+pub(crate) struct Waker {
+    wake: unsafe fn(*const ()),
+    data: *const (),
 }
 
+// SAFETY: see `Waker::new`: `data` is valid, and `wake` callable, from any thread while the
+// waker is registered.
+unsafe impl Send for Waker {}
+
 impl Waker {
-    fn wake(&self) {
-        match self {
-            Waker::Word(w) => {
-                w.store(1, Ordering::Release);
-                futex::wake_all(w, false);
-            }
-            Waker::Kick => service::kick(),
-            Waker::Bump(w) => {
-                // SAFETY: see the variant: registered only while the word lives.
-                let w = unsafe { w.as_ref() };
-                w.fetch_add(1, Ordering::SeqCst);
-                sys::futex_wake_all(w, false);
-            }
-        }
+    /// A wake-up calling `wake(data)`.
+    ///
+    /// # Safety
+    /// `wake(data)` must be callable from any thread, and only wake, for as long as the waker
+    /// is registered: whoever registers it removes it before `data` goes away.
+    pub(crate) unsafe fn new(wake: unsafe fn(*const ()), data: *const ()) -> Waker {
+        Waker { wake, data }
     }
+
+    fn wake(&self) {
+        // SAFETY: promised by the caller of `new`.
+        unsafe { (self.wake)(self.data) }
+    }
+}
+
+/// The waker of `wait_any`: sets its word to 1 and wakes the word's futex sleepers.
+unsafe fn wake_word(data: *const ()) {
+    // SAFETY: registered by `try_wait_any` with its own word, removed before it returns.
+    let w = unsafe { &*(data as *const AtomicU32) };
+    w.store(1, Ordering::Release);
+    futex::wake_all(w, false);
 }
 
 pub(crate) enum Action {
@@ -133,19 +146,12 @@ pub(crate) struct Slow {
     pub(crate) running: Option<(u64, u64)>,
     pub(crate) children: OrderedSlab<Weak<Inner>>,
     pub(crate) parents: Vec<(Arc<Inner>, u64)>,
-    /// Wake-ups for `wait_any` and channel operations: run right after the flag is set.
+    /// Wake-ups for `wait_any`, channel operations and signal stops: run right after the flag.
     pub(crate) wakers: OrderedSlab<Waker>,
-    pub(crate) workers: Vec<Worker>,
-    pub(crate) pending_spawns: usize,
-    pub(crate) next_worker_key: u64,
-    pub(crate) fd: Option<OwnedFd>,
-    /// Armed deadline: (due on the monotonic clock, service timer id).
-    pub(crate) deadline: Option<(u64, u64)>,
     /// Threads blocked in `Inner::cv_wait`; notify only when nonzero (a wake is a system call).
     pub(crate) cv_waiters: u32,
-    /// Keeps a shared stopper's mapping alive (see `shared`).
-    #[allow(dead_code)] // held, never read: dropping it unmaps the page
-    pub(crate) backing: Option<Box<dyn Send + Sync>>,
+    /// The extensions' state on this stopper (see `token::attach`).
+    pub(crate) attached: Attachments,
 }
 
 /// The object behind a `stopper *`.
@@ -168,18 +174,14 @@ pub struct Inner {
     actions: AtomicU8,
 }
 
-// SAFETY: `shared_cell` points into a shared mapping kept alive by `slow.backing`, which holds
-// only atomics.
+// SAFETY: `shared_cell` points into a shared mapping kept alive by an attachment (dropped
+// after `Inner`'s own `Drop`), which holds only atomics.
 unsafe impl Send for Inner {}
 // SAFETY: as above; all shared mutation goes through atomics or the mutex.
 unsafe impl Sync for Inner {}
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if self.is_shared() {
-            // Before the page is unmapped (with `slow.backing`, below).
-            crate::ext::shared::forget(self);
-        }
         // Unlink from the parents, so that a long-lived parent does not keep an entry per
         // child ever created. A parent whose last reference was ours is taken apart here in
         // the same way, in a loop: releasing a chain of any depth does not recurse.
@@ -239,7 +241,7 @@ impl Inner {
     }
 
     #[inline]
-    fn is_shared(&self) -> bool {
+    pub(crate) fn is_shared(&self) -> bool {
         self.shared_cell.is_some()
     }
 
@@ -325,7 +327,7 @@ impl Inner {
 
     /// Blocks until stopped or until the absolute deadline; true when stopped.
     pub(crate) fn wait_until(&self, deadline: Option<u64>) -> bool {
-        service::after_fork_check();
+        crate::base::fork::after_fork_check();
         let cell = self.cell();
         let shared = self.is_shared();
         loop {
@@ -378,7 +380,7 @@ impl Inner {
     /// for itself, and only then publishes the flag (so a watcher woken by the flag never takes
     /// them from the stopping thread). A loser returns false only once the flag is visible, so
     /// "0 = already stopped" is true when it is said.
-    fn claim(&self, reason: i32) -> bool {
+    pub(crate) fn claim(&self, reason: i32) -> bool {
         if self.is_unstoppable() {
             return false;
         }
@@ -426,7 +428,7 @@ impl Inner {
     }
 
     #[inline]
-    fn is_unstoppable(&self) -> bool {
+    pub(crate) fn is_unstoppable(&self) -> bool {
         self.actions.load(Ordering::Relaxed) == ACTIONS_NEVER
     }
 
@@ -481,20 +483,29 @@ impl Arc<Inner> {
         }
     }
 
-    /// What a stop does after the flag: wakers, children, fd, hooks, callbacks. Run by the
-    /// thread that took them (`claim` or `run_stop_actions`); marks them done at the end.
+    /// What a stop does after the flag: wakers, children, the extensions' steps (descriptor,
+    /// hooks…), callbacks. Run by the thread that took them (`claim` or `run_stop_actions`);
+    /// marks them done at the end.
     ///
     /// The children it stops are walked depth first with an explicit stack, not by recursion,
     /// so a chain of any depth stops on a thread with any stack. Each stopper's steps keep
-    /// their order: its wakers, then its children (each completely, in turn), then its fd,
-    /// hooks and callbacks. A panicking (Rust) hook or callback, of this stopper or of any
-    /// child, stops nothing else: every other action runs and every stopper is marked done,
-    /// then the first panic resumes.
-    fn do_stop_actions(&self, reason: i32) {
-        let mut first_panic: Option<crate::ext::workers::Panic> = None;
+    /// their order: its wakers, then its children (each completely, in turn), then the steps
+    /// of its attachments and its callbacks. A panicking (Rust) hook or callback, of this
+    /// stopper or of any child, stops nothing else: every other action runs and every stopper
+    /// is marked done, then the first panic resumes.
+    ///
+    /// A stopper without children goes from its wakers to its last steps under one lock: a
+    /// stopper with one callback takes its lock twice in all (before and after the callback).
+    pub(crate) fn do_stop_actions(&self, reason: i32) {
+        let mut first_panic: Option<Panic> = None;
         // Stoppers whose children are being stopped, innermost last; `self` is below them all.
         let mut stack: Vec<Arc<Inner>> = Vec::new();
-        self.begin_stop_actions();
+        if let Begin::Leaf(g) = self.begin_stop_actions() {
+            if let Some(p) = self.finish_stop_actions(reason, Some(g)) {
+                std::panic::resume_unwind(p);
+            }
+            return;
+        }
         loop {
             let child = stack.last().unwrap_or(self).next_child();
             match child {
@@ -508,27 +519,29 @@ impl Arc<Inner> {
                         first_panic.get_or_insert(p);
                     }
                 }
-                Some(c) => {
-                    if c.claim(reason) {
-                        c.begin_stop_actions();
-                        if stack.try_reserve(1).is_ok() {
-                            stack.push(c);
-                        } else {
-                            // No memory for the walk: finish this child here (by recursion
-                            // for its own children, the one case where depth costs stack).
-                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                c.finish_children_then_actions(reason);
-                            }));
-                            if let Err(p) = r {
-                                first_panic.get_or_insert(p);
-                            }
+                Some(c) if c.claim(reason) => match c.begin_stop_actions() {
+                    Begin::Leaf(g) => {
+                        if let Some(p) = c.finish_stop_actions(reason, Some(g)) {
+                            first_panic.get_or_insert(p);
                         }
                     }
-                }
+                    Begin::Parent if stack.try_reserve(1).is_ok() => stack.push(c.clone()),
+                    Begin::Parent => {
+                        // No memory for the walk: finish this child here (by recursion for
+                        // its own children, the one case where depth costs stack).
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            c.finish_children_then_actions(reason);
+                        }));
+                        if let Err(p) = r {
+                            first_panic.get_or_insert(p);
+                        }
+                    }
+                },
+                Some(_) => {} // stopped already, by another thread or another parent
                 None => {
                     let done = stack.pop();
                     let inner = done.as_ref().unwrap_or(self);
-                    if let Some(p) = inner.finish_stop_actions(reason) {
+                    if let Some(p) = inner.finish_stop_actions(reason, None) {
                         first_panic.get_or_insert(p);
                     }
                     if done.is_none() {
@@ -553,25 +566,35 @@ impl Arc<Inner> {
                 first_panic.get_or_insert(p);
             }
         }
-        if let Some(p) = self.finish_stop_actions(reason).or(first_panic) {
+        if let Some(p) = self.finish_stop_actions(reason, None).or(first_panic) {
             std::panic::resume_unwind(p);
         }
     }
 }
 
+/// What step 1 of a stop found.
+enum Begin<'a> {
+    /// No children: the last steps follow under the lock still held.
+    Leaf(Gated<'a, Option<Box<Slow>>>),
+    /// Children to stop first.
+    Parent,
+}
+
 impl Inner {
-    /// Step 1 of the stop: waiters in `wait_any` and channel operations are woken; the
-    /// deadline, which can no longer do anything, is cancelled (it would keep the stopper and
-    /// the service thread alive).
-    fn begin_stop_actions(&self) {
-        let deadline = {
-            let mut g = self.lock();
-            let Some(slow) = g.as_mut() else { return };
-            slow.wakers.for_each(|_, w| w.wake());
-            slow.deadline.take()
-        };
-        if let Some((due, id)) = deadline {
-            drop(service::cancel(due, id)); // holds a reference to us: dropped with no lock held
+    /// Step 1 of the stop: waiters in `wait_any`, channel operations and signal stops are
+    /// woken.
+    fn begin_stop_actions(&self) -> Begin<'_> {
+        let g = self.lock();
+        match g.as_ref() {
+            Some(slow) => {
+                slow.wakers.for_each(|_, w| w.wake());
+                if slow.children.is_empty() {
+                    Begin::Leaf(g)
+                } else {
+                    Begin::Parent
+                }
+            }
+            None => Begin::Leaf(g),
         }
     }
 
@@ -592,44 +615,56 @@ impl Inner {
 /// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
 /// or to hand it to a timer).
 impl Arc<Inner> {
-    /// Steps 3 to 5 (fd, hooks, callbacks), then the actions are marked done. Returns the
-    /// first panic of a (Rust) hook or callback, after all of them ran.
-    fn finish_stop_actions(&self, reason: i32) -> Option<crate::ext::workers::Panic> {
+    /// The last steps: each attachment's stop step (the descriptor, the workers' hooks…), then
+    /// the callbacks in registration order, one at a time with no lock held; then the actions
+    /// are marked done. `g`: the lock, when the caller holds it. Returns the first panic of a
+    /// (Rust) hook or callback, after all of them ran.
+    fn finish_stop_actions(
+        &self,
+        reason: i32,
+        g: Option<Gated<'_, Option<Box<Slow>>>>,
+    ) -> Option<Panic> {
         let mut first_panic = None;
-        let present = {
-            let g = self.lock();
-            match g.as_ref() {
-                None => false, // nothing was ever registered: the flag was all there was to do
-                Some(slow) => {
-                    // 3. The descriptor.
-                    if let Some(fd) = &slow.fd {
-                        sys::eventfd_signal(fd.as_raw_fd());
-                    }
-                    true
+        let mut g = g.unwrap_or_else(|| self.lock());
+        if g.is_some() {
+            let mut from = 0;
+            loop {
+                let (steps, all) = g
+                    .as_ref()
+                    .map_or(([None; MAX_STEPS], true), |s| s.stop_steps(from));
+                if steps[0].is_none() {
+                    break;
                 }
+                drop(g);
+                for step in steps.iter().flatten() {
+                    if let Some(p) = step(self, reason) {
+                        first_panic.get_or_insert(p);
+                    }
+                }
+                g = self.lock();
+                if all {
+                    break;
+                }
+                from += MAX_STEPS;
             }
-        };
-        if present {
-            // 4. Interrupt hooks of the workers inside.
-            first_panic = crate::ext::workers::deliver_hooks(self, reason);
-            // 5. Callbacks, in registration order, one at a time with no lock held.
             let me = crate::base::sync::thread_key();
-            let mut g = self.lock_slow();
-            while let Some((id, action)) = g.callbacks.pop_front() {
-                g.running = Some((id, me));
+            while let Some((id, action)) = g.as_mut().and_then(|slow| slow.callbacks.pop_front()) {
+                let slow = g.as_mut().expect("present: a callback was popped");
+                slow.running = Some((id, me));
                 drop(g);
                 let r =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(reason)));
                 if let Err(p) = r {
                     first_panic.get_or_insert(p);
                 }
-                g = self.lock_slow();
-                g.running = None;
-                self.notify(&g);
+                g = self.lock();
+                if let Some(slow) = g.as_mut() {
+                    slow.running = None;
+                    self.notify(slow); // an unregister may wait for this callback
+                }
             }
         }
         // Under the lock, so a waiter between its check and its sleep cannot miss it.
-        let g = self.lock();
         self.actions.store(ACTIONS_DONE, Ordering::Release);
         if let Some(slow) = g.as_ref() {
             self.notify(slow);
@@ -642,7 +677,7 @@ impl Inner {
     /// Registers a callback; gives it back with `Stopped` when already stopped (the caller
     /// runs it inline), with `NoMem` when memory cannot be had.
     pub(crate) fn register(&self, action: Action) -> Result<u64, (Status, Action)> {
-        service::after_fork_check();
+        crate::base::fork::after_fork_check();
         let mut g = match self.try_lock_slow() {
             Ok(g) => g,
             Err(st) => return Err((st, action)),
@@ -705,128 +740,6 @@ impl Inner {
         if let Some(mut g) = self.lock_existing() {
             g.wakers.remove(id);
         }
-    }
-
-    /// The stopper's eventfd, created on first use; readable from the stop on.
-    pub(crate) fn fd(&self) -> std::io::Result<RawFd> {
-        let mut g = self
-            .try_lock_slow()
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        if let Some(fd) = &g.fd {
-            return Ok(fd.as_raw_fd());
-        }
-        let fd = sys::eventfd()?;
-        // Under the lock: a stop either already happened (we signal it here) or will find
-        // the fd in step 3.
-        if self.is_set() {
-            sys::eventfd_signal(fd.as_raw_fd());
-        }
-        let raw = fd.as_raw_fd();
-        g.fd = Some(fd);
-        Ok(raw)
-    }
-}
-
-/// The parts of a stopper's behaviour that need its counted reference (to keep it alive,
-/// or to hand it to a timer).
-impl Arc<Inner> {
-    /// Arms (delay > 0), fires (delay 0: a deadline already passed, so the stop is done on
-    /// this thread before the call returns) or disarms (delay < 0) the deadline.
-    pub(crate) fn stop_after(&self, delay_ns: i64, reason: i32) -> Status {
-        let reason = if reason == 0 { REASON_DEADLINE } else { reason };
-        if self.is_unstoppable() {
-            return Status::Ok; // no deadline can stop it: none is armed
-        }
-        let mut g = match self.try_lock_slow() {
-            Ok(g) => g,
-            Err(st) => return st,
-        };
-        if self.is_set() {
-            return Status::Stopped;
-        }
-        let old = g.deadline.take();
-        let mut dropped = old.and_then(|(due, id)| service::cancel(due, id));
-        let status = if delay_ns < 0 {
-            Status::Ok
-        } else if delay_ns == 0 {
-            // Claimed under the lock, as a deadline that fires is: a racing `stop` either won
-            // before (then the stop is not ours) or loses to this one.
-            let won = self.claim(reason);
-            drop(g);
-            dropped.take();
-            if !won {
-                return Status::Stopped;
-            }
-            self.do_stop_actions(reason);
-            return Status::Ok;
-        } else {
-            let due = sys::now_ns().saturating_add(delay_ns as u64);
-            let timer = service::Timer::Deadline {
-                target: Arc::clone(self),
-                reason,
-            };
-            match service::schedule(due, timer) {
-                Ok(id) => {
-                    g.deadline = Some((due, id));
-                    Status::Ok
-                }
-                Err(s) => s,
-            }
-        };
-        drop(g);
-        // A cancelled timer holds a reference to us: drop it with no lock held.
-        dropped.take();
-        status
-    }
-
-    /// Called by the service thread when deadline `id` comes due. The stop is claimed under
-    /// the lock, so a disarm racing with the fire either wins (no stop) or sees the stop.
-    pub(crate) fn deadline_fired(&self, id: u64, reason: i32) {
-        let won = {
-            let mut g = self.lock_slow();
-            match g.deadline {
-                Some((_, armed)) if armed == id => g.deadline = None,
-                _ => return, // re-armed or disarmed meanwhile
-            }
-            self.claim(reason)
-        };
-        if won {
-            Arc::clone(self).do_stop_actions(reason);
-        }
-    }
-}
-
-impl Inner {
-    /// Nanoseconds to the earliest deadline of this stopper and its ancestors.
-    pub(crate) fn remaining_ns(&self) -> i64 {
-        if self.is_set() {
-            return 0;
-        }
-        match self.earliest_deadline() {
-            None => -1,
-            Some(due) => (due.saturating_sub(sys::now_ns())).clamp(1, i64::MAX as u64) as i64,
-        }
-    }
-
-    fn earliest_deadline(&self) -> Option<u64> {
-        let (own, parents) = {
-            let g = self.lock();
-            match g.as_ref() {
-                None => return None,
-                Some(s) => (
-                    s.deadline.map(|d| d.0),
-                    s.parents
-                        .iter()
-                        .map(|(p, _)| Arc::clone(p))
-                        .collect::<Vec<_>>(),
-                ),
-            }
-        };
-        parents
-            .iter()
-            .filter_map(|p| p.earliest_deadline())
-            .chain(own)
-            .min()
     }
 }
 
@@ -908,17 +821,19 @@ impl Stopper {
             .ok_or(Status::NoMem)
     }
 
-    /// A stopper over a shared page (`shared`); out of memory is `handle_alloc_error`.
-    pub(crate) fn with_cell(cell: NonNull<SharedCell>, backing: Box<dyn Send + Sync>) -> Stopper {
+    /// A stopper over a shared page (`shared`), or `Err(Status::NoMem)`. `keeper` is attached
+    /// to it: it keeps the cell's memory alive at least as long as the stopper.
+    pub(crate) fn try_with_cell<K: Attachment>(
+        cell: NonNull<SharedCell>,
+        keeper: K,
+    ) -> Result<Stopper, Status> {
         // The slow part is made here, not through the lock: this runs under the shared
         // registry's lock, which a gated section must never be taken under (`sync::gate`).
-        let slow = crate::base::rc::try_box(Slow {
-            backing: Some(backing),
-            ..Slow::default()
-        })
-        .unwrap_or_else(|_| out_of_memory());
-        let inner = Inner::try_new_with(Some(cell), Some(slow)).unwrap_or_else(|| out_of_memory());
-        Stopper { inner }
+        let mut slow = Slow::default();
+        slow.attach(|| keeper)?;
+        let slow = crate::base::rc::try_box(slow).map_err(|_| Status::NoMem)?;
+        let inner = Inner::try_new_with(Some(cell), Some(slow)).ok_or(Status::NoMem)?;
+        Ok(Stopper { inner })
     }
 
     /// A child: stopped when this stopper is (with its reason), never the other way round.
@@ -1064,36 +979,6 @@ impl Stopper {
         self.inner.unregister(id)
     }
 
-    /// Arms (or re-arms) a deadline: stopped with `reason` (0: [`crate::REASON_DEADLINE`])
-    /// after `delay`. `None` disarms. A zero `delay` is a deadline already passed: the stop is
-    /// done on the calling thread before this returns (as Go's `WithDeadline` in the past).
-    pub fn stop_after(&self, delay: Option<std::time::Duration>, reason: i32) -> Status {
-        let ns = delay.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64);
-        self.inner.stop_after(ns, reason)
-    }
-
-    pub(crate) fn stop_after_ns(&self, delay_ns: i64, reason: i32) -> Status {
-        self.inner.stop_after(delay_ns, reason)
-    }
-
-    /// Time left before the earliest deadline of this stopper and its ancestors: `None` when
-    /// there is none, zero when stopped.
-    pub fn remaining(&self) -> Option<std::time::Duration> {
-        match self.inner.remaining_ns() {
-            -1 => None,
-            ns => Some(std::time::Duration::from_nanos(ns.max(0) as u64)),
-        }
-    }
-
-    pub(crate) fn remaining_ns(&self) -> i64 {
-        self.inner.remaining_ns()
-    }
-
-    /// A descriptor (owned by the stopper) that polls readable from the stop on.
-    pub fn fd(&self) -> std::io::Result<RawFd> {
-        self.inner.fd()
-    }
-
     /// Raw pointer for the C layer (one strong reference moves into it).
     pub fn into_raw(self) -> *const Inner {
         Arc::into_raw(self.inner)
@@ -1116,13 +1001,6 @@ impl Stopper {
     }
 }
 
-impl std::os::fd::AsRawFd for Stopper {
-    /// The stop descriptor; panics only if the descriptor cannot be created (out of fds).
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd().expect("stopper descriptor")
-    }
-}
-
 /// Waits until any of `list` stops; `Some(index)` of a stopped one, or `None` on time-out.
 /// `None` entries never stop.
 pub fn wait_any(list: &[Option<&Stopper>], deadline: Option<u64>) -> Option<usize> {
@@ -1139,15 +1017,18 @@ pub(crate) fn try_wait_any(
     if let Some(i) = first() {
         return Ok(Some(i));
     }
-    service::after_fork_check();
-    let signal = Arc::try_new(AtomicU32::new(0)).map_err(|_| Status::NoMem)?;
+    crate::base::fork::after_fork_check();
+    // On this stack: every waker naming it is removed before the function returns.
+    let signal = AtomicU32::new(0);
     let mut registered = Vec::new();
     if registered.try_reserve_exact(list.len()).is_err() {
         return Err(Status::NoMem);
     }
     let mut failed = None;
     for s in list.iter().flatten() {
-        match s.inner.add_waker(Waker::Word(Arc::clone(&signal))) {
+        // SAFETY: `wake_word` only wakes; removed below, before `signal` goes away.
+        let waker = unsafe { Waker::new(wake_word, &signal as *const AtomicU32 as *const ()) };
+        match s.inner.add_waker(waker) {
             Ok(id) => registered.push((s, id)),
             Err(Status::Stopped) => {
                 signal.store(1, Ordering::Release);
