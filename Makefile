@@ -84,6 +84,7 @@ test: test-lint test-rust test-loom test-header test-c test-cpp test-python test
 # Hygiene gates: formatting, clippy on every target with warnings as errors, rustdoc with
 # warnings as errors (broken intra-doc links fail here).
 test-lint:
+	./scripts/check-layers.sh
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
