@@ -172,10 +172,11 @@ pub use ext::shared::{
     open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED,
 };
 pub use ext::workers::{current, Hook, HookFn, Scope};
+pub use token::callbacks::{Callback, RawFn};
 pub use token::future::{StoppedFuture, StoppedOwned};
 pub use token::guard::{DropGuard, Stopped};
 pub use token::stopper::{
-    wait_any, Callback, RawFn, Stopper, Wait, REASON_DEADLINE, REASON_REQUESTED, REASON_SIGNAL,
+    wait_any, Stopper, Wait, REASON_DEADLINE, REASON_REQUESTED, REASON_SIGNAL,
 };
 
 /// The calling thread's id as hooks receive it (`pthread_self()`).

@@ -20,7 +20,8 @@ use std::sync::Mutex;
 
 use crate::base::status::Status;
 use crate::base::sys;
-use crate::token::stopper::{Stopper, Waker};
+use crate::token::callbacks::Waker;
+use crate::token::stopper::Stopper;
 
 /// The largest capacity of a bounded channel; beyond it, use an unbounded channel
 /// (capacity 0). Memory follows the items queued, not the capacity.

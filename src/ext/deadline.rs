@@ -12,7 +12,8 @@ use crate::base::status::Status;
 use crate::base::sys;
 use crate::ext::service;
 use crate::token::attach::{Attachment, Panic};
-use crate::token::stopper::{Inner, Stopper, REASON_DEADLINE};
+use crate::token::inner::Inner;
+use crate::token::stopper::{Stopper, REASON_DEADLINE};
 
 /// A stopper's armed deadline: (due on the monotonic clock, service timer id).
 #[derive(Default)]

@@ -6,7 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use crate::base::rc::Arc;
 use crate::base::sys;
 use crate::token::attach::{Attachment, Panic};
-use crate::token::stopper::{Inner, Stopper};
+use crate::token::inner::Inner;
+use crate::token::stopper::Stopper;
 
 /// A stopper's descriptor, owned by the stopper (closed when it is freed).
 struct Descriptor(OwnedFd);

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::base::status::Status;
 use crate::base::sys;
 use crate::ext::service;
-use crate::token::stopper::{Action, Inner, Stopper};
+use crate::token::callbacks::Action;
+use crate::token::inner::Inner;
+use crate::token::stopper::Stopper;
 
 /// When `stopper` stops, asks process `pid` to end with `SIGTERM`, then kills it with
 /// `SIGKILL` if it still runs after `grace_ns` (negative: never). The process is not reaped.

@@ -29,7 +29,8 @@ use crate::base::rc::Arc;
 use crate::base::slab::OrderedSlab;
 use crate::base::status::Status;
 use crate::base::sys;
-use crate::token::stopper::{Inner, Waker};
+use crate::token::callbacks::Waker;
+use crate::token::inner::Inner;
 
 /// What a timer does when it comes due.
 pub(crate) enum Timer {

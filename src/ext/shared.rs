@@ -21,7 +21,8 @@ use crate::base::rc::{Arc, Weak};
 use crate::base::status::Status;
 use crate::base::sys;
 use crate::token::attach::Attachment;
-use crate::token::stopper::{Inner, SharedCell, Stopper, STOPPED, WAITERS};
+use crate::token::inner::{Inner, SharedCell, STOPPED, WAITERS};
+use crate::token::stopper::Stopper;
 
 const MAGIC: [u8; 8] = *b"stopper\x01";
 const LAYOUT: u32 = 3;
@@ -360,7 +361,7 @@ impl Drop for SharedPage {
 
 /// The watcher's key for a shared stopper: the address of its cell (see `SharedPage`).
 fn key(inner: &Inner) -> usize {
-    inner.cell() as *const crate::token::stopper::Cell as usize
+    inner.cell() as *const crate::token::inner::Cell as usize
 }
 
 /// Reads a shared stopper's page as a stop or not, completing a stop that no real stop leaves
@@ -409,7 +410,7 @@ fn settle(inner: &Inner) -> Option<i32> {
 /// process's waiters there.
 fn freeze(inner: &Inner, reason: i32) {
     let len = page_len();
-    let page = (inner.cell() as *const crate::token::stopper::Cell as usize)
+    let page = (inner.cell() as *const crate::token::inner::Cell as usize)
         - std::mem::offset_of!(Page, shared);
     // SAFETY: a fresh private anonymous mapping, written before anyone can see it.
     let copy = unsafe {

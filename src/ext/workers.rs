@@ -14,7 +14,9 @@ use crate::base::status::Status;
 use crate::base::sys;
 use crate::ext::service;
 use crate::token::attach::{Attachment, Panic};
-use crate::token::stopper::{Inner, RawFn, SlowGuard, Stopper};
+use crate::token::callbacks::RawFn;
+use crate::token::inner::{Inner, SlowGuard};
+use crate::token::stopper::Stopper;
 
 /// How a stop reaches a worker blocked elsewhere.
 #[derive(Clone)]

@@ -85,7 +85,7 @@ pub extern "C" fn stopper_release(s: *mut stopper) {
     boundary!({
         if !s.is_null() {
             // SAFETY: the caller gives back one reference it owns.
-            drop(unsafe { Stopper::from_raw(s as *const crate::token::stopper::Inner) });
+            drop(unsafe { Stopper::from_raw(s as *const crate::token::inner::Inner) });
         }
     })
 }

@@ -16,7 +16,8 @@
 
 use std::mem::ManuallyDrop;
 
-use crate::token::stopper::{Inner, Stopper};
+use crate::token::inner::Inner;
+use crate::token::stopper::Stopper;
 use crate::Channel;
 
 mod callbacks;

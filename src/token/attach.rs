@@ -16,7 +16,7 @@ use std::any::{Any, TypeId};
 
 use crate::base::rc::Arc;
 use crate::base::status::Status;
-use crate::token::stopper::{Inner, Slow};
+use crate::token::inner::{Inner, Slow};
 
 /// A caught panic, resumed once everything else the stop owes has run.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;

@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use crate::token::stopper::{RawFn, Stopper};
+use crate::token::callbacks::RawFn;
+use crate::token::stopper::Stopper;
 
 /// The registration of a stop future: pinned in it, since the callback points into it.
 struct Waiter {

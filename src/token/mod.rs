@@ -3,6 +3,9 @@
 //! the stop on a stopper. Nothing here knows which extensions exist.
 
 pub(crate) mod attach;
+pub(crate) mod callbacks;
 pub(crate) mod future;
 pub(crate) mod guard;
+pub(crate) mod inner;
+pub(crate) mod stop;
 pub(crate) mod stopper;
