@@ -84,6 +84,7 @@ test: test-lint test-rust test-loom test-header test-c test-cpp test-python test
 # Hygiene gates: formatting, clippy on every target with warnings as errors, rustdoc with
 # warnings as errors (broken intra-doc links fail here).
 test-lint:
+	./scripts/check-layers.sh
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
@@ -126,7 +127,7 @@ bench-smoke: lib venv
 	$(MAKE) -C benches bench-smoke
 
 # ---------------------------------------------------------------- reliability
-# The loom model of the core state machine (tests/loom.rs, src/sync.rs), in its own target
+# The loom model of the core state machine (tests/loom.rs, src/base/sync.rs), in its own target
 # directory because --cfg loom rebuilds everything. check-loom explores more interleavings than
 # the slice that `make test` runs.
 LOOM_CARGO = RUSTFLAGS="--cfg loom" $(CARGO) test --release --locked --target-dir target/loom --test loom

@@ -155,51 +155,38 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod chan;
-mod fdwait;
+mod base;
+mod ext;
 pub mod ffi;
-mod future;
-mod guard;
-mod process;
-mod rc;
-pub mod service;
-mod shared;
-mod signal;
-mod slab;
-mod status;
-mod stopper;
-mod sync;
-mod sys;
-mod workers;
+mod token;
 
-pub use chan::{Channel, MAX_CAPACITY as CHANNEL_MAX_CAPACITY};
-pub use fdwait::wait_fd;
-pub use future::{StoppedFuture, StoppedOwned};
-pub use guard::{DropGuard, Stopped};
-pub use process::{watch_process, watch_process_group};
-pub use shared::{
+pub use base::status::Status;
+pub use ext::service;
+
+pub use base::signal::{install as install_signal, interrupt as interrupt_thread};
+pub use ext::chan::{Channel, MAX_CAPACITY as CHANNEL_MAX_CAPACITY};
+pub use ext::fdwait::wait_fd;
+pub use ext::process::{watch_process, watch_process_group};
+pub use ext::service::stop_on_signal;
+pub use ext::shared::{
     open_shared, unlink_shared, validate_shared_name, watcher_running, MAX_OPEN_SHARED,
 };
-pub use signal::{install as install_signal, interrupt as interrupt_thread, stop_on_signal};
-pub use status::Status;
-pub use stopper::{wait_any, Callback, RawFn, Stopper, Wait};
-pub use workers::{current, Hook, HookFn, Scope};
-
-/// Reason recorded when a caller stops with reason 0.
-pub const REASON_REQUESTED: i32 = 1;
-/// Reason recorded by a deadline armed with reason 0.
-pub const REASON_DEADLINE: i32 = 2;
-/// Reason recorded by a stop on a process signal.
-pub const REASON_SIGNAL: i32 = 3;
+pub use ext::workers::{current, Hook, HookFn, Scope};
+pub use token::callbacks::{Callback, RawFn};
+pub use token::future::{StoppedFuture, StoppedOwned};
+pub use token::guard::{DropGuard, Stopped};
+pub use token::stopper::{
+    wait_any, Stopper, Wait, REASON_DEADLINE, REASON_REQUESTED, REASON_SIGNAL,
+};
 
 /// The calling thread's id as hooks receive it (`pthread_self()`).
 pub fn thread_id() -> u64 {
-    sys::thread_id()
+    base::sys::thread_id()
 }
 
 /// Nanoseconds on the monotonic clock that every timeout is measured on.
 pub fn now_ns() -> u64 {
-    sys::now_ns()
+    base::sys::now_ns()
 }
 
 /// The crate version ("major.minor.patch").

@@ -570,7 +570,7 @@ fn track_arc<T: Send + Sync + 'static>(p: *const T) -> Tracker {
     Box::new(move || w.strong_count())
 }
 
-/// The library's callback-id allocation (src/slab.rs), mirrored.
+/// The library's callback-id allocation (src/base/slab.rs), mirrored.
 #[derive(Default, Debug)]
 struct SlotModel {
     free: Vec<u32>,
@@ -3043,7 +3043,7 @@ mod defects {
     /// D2: once a stopper is stopped, `stopper_unregister` answers STOPPED for any id shaped
     /// like one of its ids (sequence within the ids it issued, any slot), also ids it never
     /// issued; the brief's decision says an id never issued by `s` gives EINVAL.
-    /// Cause: `OrderedSlab::was_issued` (src/slab.rs) checks only the sequence range.
+    /// Cause: `OrderedSlab::was_issued` (src/base/slab.rs) checks only the sequence range.
     #[test]
     fn defect_d2_an_id_never_issued_is_einval_also_once_stopped() {
         let s = stopper_new();
@@ -3123,7 +3123,7 @@ mod defects {
     }
 
     /// D4 (Rust API): dropping a `Callback` guard unregisters it and drops the boxed closure
-    /// while the stopper's lock is held (`Inner::unregister`, src/stopper.rs: the `Action`
+    /// while the stopper's lock is held (`Inner::unregister`, src/token/callbacks.rs: the `Action`
     /// returned by `callbacks.remove(id)` is dropped under the guard). A closure that owns a
     /// child of that stopper then runs the child's `Drop`, which locks the parent to unlink
     /// itself: the same non-reentrant mutex, a self-deadlock. Any closure whose captures reach
@@ -3187,7 +3187,7 @@ mod defects {
 
     /// D6 (contract-level, found by TSan on the fuzzer, confirmed by Miri): `stopper_flag`
     /// returns byte 0 of the 32-bit state word, and a thread in `stopper_wait` sets the
-    /// "sleeper" bit of that word with a 4-byte compare-and-swap (src/stopper.rs
+    /// "sleeper" bit of that word with a 4-byte compare-and-swap (src/token/inner.rs
     /// `wait_until`). A reader of the flag byte (C's `stopper_flag_is_set`, the Python
     /// memoryview, Rust's `flag_ptr`) then races a 1-byte atomic load with a 4-byte atomic
     /// write: undefined in Rust's memory model (mixed-size races are allowed only between

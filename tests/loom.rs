@@ -1,7 +1,7 @@
 //! Loom model of the core state machine: every interleaving (up to LOOM_MAX_PREEMPTIONS) of
 //! stop vs wait, concurrent stops, stop vs register/unregister, child linking and release vs
 //! the parent's stop, enter/exit vs join. Built only with `--cfg loom` (`make check-loom`);
-//! the futex is modelled exactly (see src/sync.rs), deadlines are not.
+//! the futex is modelled exactly (see src/base/sync.rs), deadlines are not.
 #![cfg(loom)]
 
 use std::sync::Arc;

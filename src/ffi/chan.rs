@@ -1,6 +1,6 @@
 //! The stoppable channel.
 
-use crate::rc::Arc;
+use crate::base::rc::Arc;
 
 use super::{
     borrow_chan, boundary, deadline, put, stopper, stopper_chan, STOPPER_EINVAL, STOPPER_OK,
@@ -22,12 +22,12 @@ pub extern "C" fn stopper_chan_new(capacity: usize) -> *mut stopper_chan {
             Some(c) => match Arc::try_new(c) {
                 Ok(c) => Arc::into_raw(c) as *mut stopper_chan,
                 Err(_) => {
-                    crate::sys::set_errno(libc::ENOMEM);
+                    crate::base::sys::set_errno(libc::ENOMEM);
                     std::ptr::null_mut()
                 }
             },
             None => {
-                crate::sys::set_errno(libc::EINVAL);
+                crate::base::sys::set_errno(libc::EINVAL);
                 std::ptr::null_mut()
             }
         }
@@ -134,6 +134,9 @@ pub extern "C" fn stopper_chan_len(c: *const stopper_chan) -> usize {
 mod tests {
     #[test]
     fn the_header_limit_is_the_core_limit() {
-        assert_eq!(super::STOPPER_CHAN_MAX_CAPACITY, crate::chan::MAX_CAPACITY);
+        assert_eq!(
+            super::STOPPER_CHAN_MAX_CAPACITY,
+            crate::ext::chan::MAX_CAPACITY
+        );
     }
 }

@@ -21,7 +21,7 @@ fn give_or_null(s: Result<Stopper, Status>) -> *mut stopper {
     match s {
         Ok(s) => give(s),
         Err(_) => {
-            crate::sys::set_errno(libc::ENOMEM);
+            crate::base::sys::set_errno(libc::ENOMEM);
             std::ptr::null_mut()
         }
     }
@@ -85,7 +85,7 @@ pub extern "C" fn stopper_release(s: *mut stopper) {
     boundary!({
         if !s.is_null() {
             // SAFETY: the caller gives back one reference it owns.
-            drop(unsafe { Stopper::from_raw(s as *const crate::stopper::Inner) });
+            drop(unsafe { Stopper::from_raw(s as *const crate::token::inner::Inner) });
         }
     })
 }
@@ -148,7 +148,7 @@ pub extern "C" fn stopper_wait(s: *const stopper, timeout_ns: i64) -> i32 {
             None => match dl {
                 None => STOPPER_EINVAL,
                 Some(d) => {
-                    crate::sys::sleep_until(d);
+                    crate::base::sys::sleep_until(d);
                     STOPPER_TIMEDOUT
                 }
             },
@@ -194,13 +194,13 @@ pub extern "C" fn stopper_wait_any(
             return match dl {
                 None => STOPPER_EINVAL,
                 Some(d) => {
-                    crate::sys::sleep_until(d);
+                    crate::base::sys::sleep_until(d);
                     STOPPER_TIMEDOUT
                 }
             };
         }
         refs.extend(borrowed.iter().map(|b| b.as_deref()));
-        match crate::stopper::try_wait_any(&refs, dl) {
+        match crate::token::stopper::try_wait_any(&refs, dl) {
             Ok(Some(i)) => {
                 put(which, i);
                 STOPPER_STOPPED

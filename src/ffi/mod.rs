@@ -16,7 +16,8 @@
 
 use std::mem::ManuallyDrop;
 
-use crate::stopper::{Inner, Stopper};
+use crate::token::inner::Inner;
+use crate::token::stopper::Stopper;
 use crate::Channel;
 
 mod callbacks;
@@ -180,7 +181,7 @@ pub(crate) fn give(s: Stopper) -> *mut stopper {
 }
 
 /// A borrowed channel.
-pub(crate) struct BorrowedChan(ManuallyDrop<crate::rc::Arc<Channel>>);
+pub(crate) struct BorrowedChan(ManuallyDrop<crate::base::rc::Arc<Channel>>);
 
 impl std::ops::Deref for BorrowedChan {
     type Target = Channel;
@@ -197,14 +198,14 @@ pub(crate) unsafe fn borrow_chan(p: *const stopper_chan) -> Option<BorrowedChan>
     } else {
         // SAFETY: a `stopper_chan *` is an `Arc<Channel>` pointer.
         Some(BorrowedChan(ManuallyDrop::new(unsafe {
-            crate::rc::Arc::from_raw(p as *const Channel)
+            crate::base::rc::Arc::from_raw(p as *const Channel)
         })))
     }
 }
 
 /// A relative timeout in nanoseconds (negative: no limit) as an absolute monotonic deadline.
 pub(crate) fn deadline(timeout_ns: i64) -> Option<u64> {
-    crate::sys::deadline_after(timeout_ns)
+    crate::base::sys::deadline_after(timeout_ns)
 }
 
 /// Writes an output only when the caller gave a place for it.
@@ -219,8 +220,8 @@ pub(crate) fn put<T>(out: *mut T, v: T) {
 /// joins the idle service thread, so no thread keeps running the library's code, and gives
 /// back the signals whose handler is the library's (a signal must never reach unmapped code).
 extern "C" fn stopper_on_unload() {
-    crate::service::shutdown();
-    crate::signal::uninstall_all();
+    crate::ext::service::shutdown();
+    crate::base::signal::uninstall_all();
 }
 
 #[used]

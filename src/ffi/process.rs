@@ -103,7 +103,7 @@ pub extern "C" fn stopper_stop_on_signal(s: *mut stopper, signo: i32) -> i32 {
 
 /// `STOPPER_EINVAL` with `errno` = `EINVAL`, as the processes functions report bad input.
 fn einval() -> i32 {
-    crate::sys::set_errno(libc::EINVAL);
+    crate::base::sys::set_errno(libc::EINVAL);
     STOPPER_EINVAL
 }
 
@@ -117,14 +117,14 @@ fn with_errno(code: i32) -> i32 {
 
 fn c_name<'a>(name: *const c_char) -> Option<&'a str> {
     if name.is_null() {
-        crate::sys::set_errno(libc::EINVAL);
+        crate::base::sys::set_errno(libc::EINVAL);
         return None;
     }
     // SAFETY: the caller passes a NUL-terminated string.
     match unsafe { CStr::from_ptr(name) }.to_str() {
         Ok(s) => Some(s),
         Err(_) => {
-            crate::sys::set_errno(libc::EINVAL);
+            crate::base::sys::set_errno(libc::EINVAL);
             None
         }
     }

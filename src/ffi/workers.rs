@@ -82,7 +82,7 @@ pub extern "C" fn stopper_exit(s: *mut stopper) -> i32 {
 /// it), or NULL. `stopper_is_set(stopper_current())` works on any thread.
 #[no_mangle]
 pub extern "C" fn stopper_current() -> *mut stopper {
-    boundary!({ crate::workers::current_ptr() as *mut stopper })
+    boundary!({ crate::ext::workers::current_ptr() as *mut stopper })
 }
 
 /// Stops `s` (reason `STOPPER_REASON_REQUESTED` if it was running), then waits until every

@@ -237,6 +237,16 @@ impl Drop for LibThread {
     }
 }
 
+/// Handles of the library's threads that belonged to a parent process: kept for good in a
+/// forked child (the handle names a thread of the parent, which must never be joined or
+/// detached there), reachable, not leaked.
+static ABANDONED: std::sync::Mutex<Vec<LibThread>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps `h`, a thread handle that came from the parent process, for good (see `ABANDONED`).
+pub fn abandon(h: LibThread) {
+    ABANDONED.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+}
+
 /// Starts a native thread running `f`, with no allocation that can abort: the closure is boxed
 /// fallibly and handed to `pthread_create` (std's `thread::Builder::spawn` allocates
 /// infallibly, and aborts the host when memory is short). `stack` is the stack size (None: the
@@ -255,7 +265,7 @@ pub fn spawn_thread<F: FnOnce() + Send + 'static>(
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         std::ptr::null_mut()
     }
-    let raw = match crate::rc::try_box(f) {
+    let raw = match crate::base::rc::try_box(f) {
         Ok(b) => Box::into_raw(b),
         Err(_) => return Err(io::Error::from_raw_os_error(libc::ENOMEM)),
     };
@@ -297,7 +307,7 @@ pub fn spawn_library_thread<F: FnOnce() + Send + 'static>(
     spawn_thread(name, Some(library_stack_size()), f)
 }
 
-// ---- Callbacks the OS calls. They are the only `extern "C"` functions outside `ffi/`.
+// ---- Fork handlers (see `base::fork`), called by the OS.
 
 /// `pthread_atfork`'s three handlers: prepare, parent, child.
 type ForkHandlers = (fn(), fn(), fn());
@@ -332,30 +342,6 @@ pub fn at_fork(prepare: fn(), parent: fn(), child: fn()) {
             )
         };
     }
-}
-
-/// Signals received by the library's handler (diagnostics; also keeps the handler's code unique, so that
-/// identical-code folding can never merge it with a host's empty handler and make the library
-/// mistake the host's handler for its own).
-pub static INTERRUPTS_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The library's signal handler, shared by interrupts and stops on a signal. For an interrupt
-/// its effect is that a blocking system call in the signalled thread returns `EINTR` (it is
-/// installed without `SA_RESTART`); for a stop signal it hands the stop to the service thread.
-extern "C" fn noop_handler(signo: libc::c_int) {
-    // SAFETY of what runs here: atomics and a futex wake only (async-signal-safe), and errno
-    // is preserved for the interrupted code.
-    // SAFETY: errno is thread-local.
-    let saved = unsafe { *libc::__errno_location() };
-    INTERRUPTS_RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    crate::signal::on_signal(signo);
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = saved };
-}
-
-/// The address of the no-op handler, to recognise it in `sigaction` results.
-pub fn noop_handler_address() -> libc::sighandler_t {
-    noop_handler as extern "C" fn(libc::c_int) as libc::sighandler_t
 }
 
 /// The current disposition of `signo`.
@@ -465,6 +451,12 @@ pub fn pidfd_exited(fd: std::os::fd::RawFd) -> bool {
     };
     // SAFETY: valid pollfd, no wait.
     unsafe { libc::poll(&mut p, 1, 0) == 1 }
+}
+
+/// Reads `errno`.
+pub fn errno() -> i32 {
+    // SAFETY: errno is thread-local.
+    unsafe { *libc::__errno_location() }
 }
 
 /// Sets `errno`.

@@ -18,13 +18,23 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use crate::status::Status;
-use crate::stopper::{Stopper, Waker};
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::token::callbacks::Waker;
+use crate::token::stopper::Stopper;
 
 /// The largest capacity of a bounded channel; beyond it, use an unbounded channel
 /// (capacity 0). Memory follows the items queued, not the capacity.
 pub const MAX_CAPACITY: usize = 1 << 24;
+
+/// The stopper's waker for a blocked operation: bumps its side's futex word and wakes the
+/// side's sleepers.
+unsafe fn bump(word: *const ()) {
+    // SAFETY: registered with a side's word, which outlives the registration (see the caller).
+    let w = unsafe { &*(word as *const AtomicU32) };
+    w.fetch_add(1, Ordering::SeqCst);
+    sys::futex_wake_all(w, false);
+}
 
 /// One side's futex word and its sleepers.
 struct Side {
@@ -76,7 +86,7 @@ impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: dropped once, here.
         unsafe { std::mem::ManuallyDrop::drop(&mut self.0) };
-        crate::sync::gate::leave();
+        crate::base::sync::gate::leave();
     }
 }
 
@@ -132,7 +142,7 @@ impl Channel {
     /// Locks the queue inside the fork gate (`sync::gate`), so a forked child never finds it
     /// locked. No user code runs under this lock and no step leaves the queue half changed.
     fn lock(&self) -> QueueGuard<'_> {
-        crate::sync::gate::enter();
+        crate::base::sync::gate::enter();
         QueueGuard(std::mem::ManuallyDrop::new(
             self.queue.lock().unwrap_or_else(|e| e.into_inner()),
         ))
@@ -147,8 +157,10 @@ impl Channel {
     ) -> Result<(), Status> {
         if slot.is_none() {
             let word = NonNull::from(&side.seq);
-            // `StopWake` removes it before `self` (and so the word) can go away.
-            let id = stopper.inner.add_waker(Waker::Bump(word))?;
+            // SAFETY: `bump` only wakes; `StopWake` removes the waker before `self` (and so
+            // the word) can go away.
+            let waker = unsafe { Waker::new(bump, word.as_ptr() as *const ()) };
+            let id = stopper.inner.add_waker(waker)?;
             *slot = Some(StopWake { stopper, id });
         }
         Ok(())

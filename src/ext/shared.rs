@@ -16,11 +16,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use crate::rc::{Arc, Weak};
+use crate::base::rc::{Arc, Weak};
 
-use crate::status::Status;
-use crate::stopper::{Inner, SharedCell, Stopper, STOPPED, WAITERS};
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::token::attach::Attachment;
+use crate::token::inner::{Inner, SharedCell, STOPPED, WAITERS};
+use crate::token::stopper::Stopper;
 
 const MAGIC: [u8; 8] = *b"stopper\x01";
 const LAYOUT: u32 = 3;
@@ -286,7 +288,14 @@ pub fn open_shared(name: &str) -> Result<Stopper, Status> {
     // SAFETY: the page outlives the stopper, which owns the mapping (`backing`).
     let cell =
         unsafe { NonNull::new_unchecked(std::ptr::addr_of_mut!((*mapping.page.as_ptr()).shared)) };
-    let stopper = Stopper::with_cell(cell, Box::new(mapping));
+    let key = cell.as_ptr() as usize;
+    let stopper = Stopper::try_with_cell(
+        cell,
+        SharedPage {
+            key,
+            _mapping: mapping,
+        },
+    )?;
     reg.push(Registered {
         name: name.to_string(),
         dev: st.st_dev,
@@ -331,9 +340,28 @@ pub fn unlink_shared(name: &str) -> Status {
     Status::Ok
 }
 
-/// Called when a shared stopper is dropped, before its page is unmapped.
-pub(crate) fn forget(inner: *const Inner) {
-    watcher::forget(inner);
+/// A shared stopper's attachment: its mapping of the page, unmapped when the stopper is
+/// freed, after the watcher forgot it.
+struct SharedPage {
+    /// The stopper's cell in the page: the watcher's key for it.
+    key: usize,
+    _mapping: Mapping,
+}
+
+impl Attachment for SharedPage {
+    const ORDER: u8 = 0; // no stop step: the cell is the token's
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // Before the page is unmapped (with `_mapping`, after this).
+        watcher::forget(self.key);
+    }
+}
+
+/// The watcher's key for a shared stopper: the address of its cell (see `SharedPage`).
+fn key(inner: &Inner) -> usize {
+    inner.cell() as *const crate::token::inner::Cell as usize
 }
 
 /// Reads a shared stopper's page as a stop or not, completing a stop that no real stop leaves
@@ -360,14 +388,14 @@ fn settle(inner: &Inner) -> Option<i32> {
     }
     match cell.reason.compare_exchange(
         0,
-        crate::REASON_REQUESTED,
+        crate::token::stopper::REASON_REQUESTED,
         Ordering::AcqRel,
         Ordering::Acquire,
     ) {
         Ok(_) => {
             // Ours to publish: nobody else can have recorded a reason.
             inner.publish_stop();
-            Some(crate::REASON_REQUESTED)
+            Some(crate::token::stopper::REASON_REQUESTED)
         }
         Err(r) => flag.then_some(r),
     }
@@ -382,8 +410,8 @@ fn settle(inner: &Inner) -> Option<i32> {
 /// process's waiters there.
 fn freeze(inner: &Inner, reason: i32) {
     let len = page_len();
-    let page =
-        (inner.cell() as *const crate::stopper::Cell as usize) - std::mem::offset_of!(Page, shared);
+    let page = (inner.cell() as *const crate::token::inner::Cell as usize)
+        - std::mem::offset_of!(Page, shared);
     // SAFETY: a fresh private anonymous mapping, written before anyone can see it.
     let copy = unsafe {
         libc::mmap(
@@ -444,29 +472,48 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-pub(crate) fn fork_prepare() {
+/// The first process-wide locks taken at a fork (see `base::fork`).
+const FORK_RANK: usize = 1;
+
+static FORK_HOOKS: crate::base::fork::Hooks = crate::base::fork::Hooks {
+    prepare: fork_prepare,
+    parent: fork_parent,
+    child: fork_child,
+    retry: after_fork,
+};
+
+extern "C" fn register_fork_hooks() {
+    crate::base::fork::register(FORK_RANK, &FORK_HOOKS);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_FORK_HOOKS: extern "C" fn() = register_fork_hooks;
+
+fn fork_prepare() {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     let st = watcher::lock();
     let _ = FORK_GUARDS.try_with(|f| *f.borrow_mut() = Some((reg, st)));
 }
 
-pub(crate) fn fork_parent() {
+fn fork_parent() {
     let _ = FORK_GUARDS.try_with(|f| f.borrow_mut().take());
 }
 
 /// In the child: the watcher did not come along. When shared stoppers are open, start this
 /// process's own watcher at once, so that a child that only polls a stopper's descriptor (or
 /// never calls the library again) still hears a stop made by another process.
-pub(crate) fn fork_child() {
+fn fork_child() {
     let _ = FORK_GUARDS.try_with(|f| {
         if let Some((reg, mut st)) = f.borrow_mut().take() {
             if let Some(h) = st.thread.take() {
-                crate::service::abandon(h);
+                sys::abandon(h);
             }
             st.running = false;
             st.opening = 0; // the parent's openers did not come along
             if !st.list.is_empty() && watcher::ensure_running(&mut st).is_err() {
                 WATCHER_AFTER_FORK.store(true, Ordering::Relaxed);
+                crate::base::fork::retry_later();
             }
             drop(st);
             drop(reg);
@@ -475,9 +522,13 @@ pub(crate) fn fork_child() {
 }
 
 /// In a forked child whose watcher could not be started at the fork: try again.
-pub(crate) fn after_fork_check() {
-    if WATCHER_AFTER_FORK.load(Ordering::Relaxed) && watcher::restart() {
-        WATCHER_AFTER_FORK.store(false, Ordering::Relaxed);
+fn after_fork() {
+    if WATCHER_AFTER_FORK.load(Ordering::Relaxed) {
+        if watcher::restart() {
+            WATCHER_AFTER_FORK.store(false, Ordering::Relaxed);
+        } else {
+            crate::base::fork::retry_later();
+        }
     }
 }
 
@@ -487,16 +538,13 @@ mod watcher {
 
     #[derive(Default)]
     pub(crate) struct State {
-        pub(super) list: Vec<(*const Inner, Weak<Inner>)>,
+        pub(super) list: Vec<(usize, Weak<Inner>)>,
         /// `open_shared` calls in progress: they keep the thread from ending (it is started
         /// before the object is made, so a failure to start it leaves nothing behind).
         pub(super) opening: usize,
         pub(super) running: bool,
         pub(super) thread: Option<sys::LibThread>,
     }
-
-    // SAFETY: the raw pointers are only compared, never dereferenced.
-    unsafe impl Send for State {}
 
     static STATE: Mutex<State> = Mutex::new(State {
         list: Vec::new(),
@@ -542,7 +590,7 @@ mod watcher {
 
     impl Opening {
         pub(super) fn begin() -> Result<Opening, Status> {
-            crate::service::register_fork_handlers();
+            super::register_fork_hooks();
             let mut st = lock();
             ensure_running(&mut st)?;
             st.opening += 1;
@@ -562,7 +610,7 @@ mod watcher {
     /// Adds a stopper to the watched list (the caller holds an `Opening`: the thread runs).
     pub(super) fn watch(inner: &Arc<Inner>) {
         let mut st = lock();
-        st.list.push((Arc::as_ptr(inner), Arc::downgrade(inner)));
+        st.list.push((key(inner), Arc::downgrade(inner)));
         drop(st);
         kick();
     }
@@ -597,9 +645,9 @@ mod watcher {
         }
     }
 
-    pub(super) fn forget(inner: *const Inner) {
+    pub(super) fn forget(key: usize) {
         let mut st = STATE.lock().unwrap_or_else(|e| e.into_inner());
-        st.list.retain(|(p, _)| !std::ptr::eq(*p, inner));
+        st.list.retain(|(k, _)| *k != key);
         drop(st);
         // Before the page is unmapped: a waiting watcher sees the epoch change and rebuilds.
         kick();
@@ -677,10 +725,10 @@ mod watcher {
             drop(weaks);
             if !stopped.is_empty() {
                 for (inner, reason) in stopped {
-                    let ptr = Arc::as_ptr(&inner);
                     {
+                        let k = key(&inner);
                         let mut st = STATE.lock().unwrap_or_else(|e| e.into_inner());
-                        st.list.retain(|(p, _)| !std::ptr::eq(*p, ptr));
+                        st.list.retain(|(p, _)| *p != k);
                     }
                     // Complete the stop on the shared page ourselves (idempotent: a stop's
                     // own steps, which its thread, in this process or another, may not have
@@ -689,7 +737,7 @@ mod watcher {
                     inner.publish_stop();
                     // Waiters of every process on this page, also those a peer's cleared
                     // waiter bit would leave asleep (the stop wakes only announced sleepers).
-                    crate::sync::futex::wake_all(&inner.cell().word, true);
+                    crate::base::sync::futex::wake_all(&inner.cell().word, true);
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         inner.run_stop_actions(reason)
                     }));

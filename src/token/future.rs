@@ -20,11 +20,12 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use crate::{RawFn, Stopper};
+use crate::token::callbacks::RawFn;
+use crate::token::stopper::Stopper;
 
 /// The registration of a stop future: pinned in it, since the callback points into it.
 struct Waiter {
@@ -42,6 +43,9 @@ struct Shared {
     waker: Mutex<Option<Waker>>,
     /// Set by the callback after its last access to this waiter.
     fired: AtomicBool,
+    /// The stop's reason, stored by the callback before `fired`: a task woken by the stop reads
+    /// its own memory, not the stopper's, which the stopping thread is still writing.
+    reason: AtomicI32,
 }
 
 impl Waiter {
@@ -50,6 +54,7 @@ impl Waiter {
             shared: Shared {
                 waker: Mutex::new(None),
                 fired: AtomicBool::new(false),
+                reason: AtomicI32::new(0),
             },
             id: 0,
             _pinned: PhantomPinned,
@@ -57,6 +62,9 @@ impl Waiter {
     }
 
     fn poll(self: Pin<&mut Self>, stopper: &Stopper, cx: &mut Context<'_>) -> Poll<i32> {
+        if self.shared.fired.load(Ordering::Acquire) {
+            return Poll::Ready(self.shared.reason.load(Ordering::Relaxed));
+        }
         if stopper.is_set() {
             return Poll::Ready(stopper.reason());
         }
@@ -120,11 +128,12 @@ fn lock(m: &Mutex<Option<Waker>>) -> std::sync::MutexGuard<'_, Option<Waker>> {
 ///
 /// # Safety
 /// `ctx` must point to a live `Shared` (the future is pinned and has not finished dropping).
-unsafe fn wake_waiter(ctx: usize, _data: usize, _tid: u64, _reason: i32) {
+unsafe fn wake_waiter(ctx: usize, _data: usize, _tid: u64, reason: i32) {
     // SAFETY: the future unregisters this callback in its drop (waiting while it runs), so the
     // waiter is alive until `fired` is set below.
     let waiter = unsafe { &*(ctx as *const Shared) };
     let waker = lock(&waiter.waker).take();
+    waiter.reason.store(reason, Ordering::Relaxed);
     // The last access to the waiter: from here on its future may be dropped on another thread.
     waiter.fired.store(true, Ordering::Release);
     if let Some(w) = waker {

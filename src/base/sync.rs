@@ -36,7 +36,7 @@ pub(crate) fn yield_now() {
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn thread_key() -> u64 {
-    crate::sys::thread_id()
+    crate::base::sys::thread_id()
 }
 
 #[cfg(loom)]
@@ -55,7 +55,7 @@ pub(crate) fn thread_key() -> u64 {
 /// which is one of the behaviours a real timed wait has.
 pub(crate) mod futex {
     use super::AtomicU32;
-    use crate::sys::FutexWait;
+    use crate::base::sys::FutexWait;
 
     #[cfg(not(loom))]
     pub(crate) fn wait(
@@ -64,12 +64,12 @@ pub(crate) mod futex {
         deadline: Option<u64>,
         shared: bool,
     ) -> FutexWait {
-        crate::sys::futex_wait(word, expected, deadline, shared)
+        crate::base::sys::futex_wait(word, expected, deadline, shared)
     }
 
     #[cfg(not(loom))]
     pub(crate) fn wake_all(word: &AtomicU32, shared: bool) {
-        crate::sys::futex_wake_all(word, shared)
+        crate::base::sys::futex_wake_all(word, shared)
     }
 
     #[cfg(loom)]
@@ -147,7 +147,7 @@ pub(crate) mod gate {
                     return;
                 }
                 leave_count();
-                crate::sys::futex_wait(&CLOSED, 1, None, false);
+                crate::base::sys::futex_wait(&CLOSED, 1, None, false);
             }
         }
 
@@ -164,7 +164,7 @@ pub(crate) mod gate {
 
         fn leave_count() {
             if INSIDE.fetch_sub(1, SeqCst) == 1 && CLOSED.load(SeqCst) != 0 {
-                crate::sys::futex_wake_all(&INSIDE, false);
+                crate::base::sys::futex_wake_all(&INSIDE, false);
             }
         }
 
@@ -176,14 +176,14 @@ pub(crate) mod gate {
                 if n == 0 {
                     return;
                 }
-                crate::sys::futex_wait(&INSIDE, n, None, false);
+                crate::base::sys::futex_wait(&INSIDE, n, None, false);
             }
         }
 
         /// Opens the gate after the fork (parent), waking the threads that waited.
         pub(crate) fn open() {
             CLOSED.store(0, SeqCst);
-            crate::sys::futex_wake_all(&CLOSED, false);
+            crate::base::sys::futex_wake_all(&CLOSED, false);
         }
 
         /// In the child: only the forking thread exists, and it is outside every section; a

@@ -8,12 +8,15 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::rc::Arc as Rc;
+use crate::base::rc::Arc as Rc;
 
-use crate::service;
-use crate::status::Status;
-use crate::stopper::{Inner, RawFn, Stopper};
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::ext::service;
+use crate::token::attach::{Attachment, Panic};
+use crate::token::callbacks::RawFn;
+use crate::token::inner::{Inner, SlowGuard};
+use crate::token::stopper::Stopper;
 
 /// How a stop reaches a worker blocked elsewhere.
 #[derive(Clone)]
@@ -53,6 +56,39 @@ pub(crate) struct Worker {
     in_hook: bool,
     /// Pending repeat timer (due, id).
     repeat: Option<(u64, u64)>,
+}
+
+/// A stopper's workers: its attachment.
+#[derive(Default)]
+struct Workers {
+    list: Vec<Worker>,
+    /// Threads `spawn` started that have not entered yet (room for them is reserved).
+    pending_spawns: usize,
+    next_key: u64,
+}
+
+impl Attachment for Workers {
+    /// After the descriptor is signalled (SPEC's order).
+    const ORDER: u8 = 20;
+
+    fn on_stop(stopper: &Rc<Inner>, reason: i32) -> Option<Panic> {
+        deliver_hooks(stopper, reason)
+    }
+}
+
+/// The workers of a locked stopper, if it ever had any.
+fn workers<'a>(g: &'a mut SlowGuard<'_>) -> Option<&'a mut Workers> {
+    g.attachment::<Workers>()
+}
+
+/// The workers of a locked stopper, attached now if it had none; `NoMem` when it cannot be.
+fn workers_or_new<'a>(g: &'a mut SlowGuard<'_>) -> Result<&'a mut Workers, Status> {
+    g.attach(Workers::default)
+}
+
+/// Whether a locked stopper has no worker inside and none on the way.
+fn idle(g: &mut SlowGuard<'_>) -> bool {
+    workers(g).is_none_or(|w| w.list.is_empty() && w.pending_spawns == 0)
 }
 
 struct Entered {
@@ -103,7 +139,8 @@ fn with_stack<R>(create: bool, f: impl FnOnce(&Stack) -> R) -> Result<R, Status>
         if !create {
             return Err(Status::Inval);
         }
-        let st = crate::rc::try_box(Stack(RefCell::new(Vec::new()))).map_err(|_| Status::NoMem)?;
+        let st =
+            crate::base::rc::try_box(Stack(RefCell::new(Vec::new()))).map_err(|_| Status::NoMem)?;
         let raw = Box::into_raw(st);
         // SAFETY: a key created above; the box is the thread's from now on.
         if unsafe { libc::pthread_setspecific(key, raw as *const std::ffi::c_void) } != 0 {
@@ -138,26 +175,30 @@ impl Stopper {
     /// grow: then the worker is registered (so `join` waits for it) but not listed, and the
     /// second value is its key, for `leave` when the thread's body returns.
     fn enter_impl(&self, hook: Option<Hook>, from_spawn: bool) -> (Status, Option<u64>) {
-        service::after_fork_check();
-        let tid = crate::sync::thread_key();
+        crate::base::fork::after_fork_check();
+        let tid = crate::base::sync::thread_key();
         let (key, stopped) = {
             let mut g = match self.inner.try_lock_slow() {
                 Ok(g) => g,
                 Err(st) => return (st, None),
             };
+            let stopped = self.inner.is_set();
+            let ws = match workers_or_new(&mut g) {
+                Ok(ws) => ws,
+                Err(st) => return (st, None),
+            };
             if from_spawn {
                 // `spawn` reserved room for this thread's entry.
-                g.pending_spawns -= 1;
+                ws.pending_spawns -= 1;
             } else {
-                let room = g.pending_spawns + 1;
-                if g.workers.try_reserve(room).is_err() {
+                let room = ws.pending_spawns + 1;
+                if ws.list.try_reserve(room).is_err() {
                     return (Status::NoMem, None);
                 }
             }
-            g.next_worker_key += 1;
-            let key = g.next_worker_key;
-            let stopped = self.inner.is_set();
-            g.workers.push(Worker {
+            ws.next_key += 1;
+            let key = ws.next_key;
+            ws.list.push(Worker {
                 key,
                 tid,
                 hook,
@@ -238,12 +279,12 @@ impl Stopper {
             return Status::Ok;
         };
         loop {
-            if g.workers.is_empty() && g.pending_spawns == 0 {
+            if idle(&mut g) {
                 return Status::Ok;
             }
             let (ng, timed_out) = self.inner.cv_wait(g, deadline);
             g = ng;
-            if timed_out && !(g.workers.is_empty() && g.pending_spawns == 0) {
+            if timed_out && !idle(&mut g) {
                 return Status::TimedOut;
             }
         }
@@ -266,12 +307,16 @@ impl Stopper {
                 Ok(g) => g,
                 Err(st) => return st,
             };
+            let ws = match workers_or_new(&mut g) {
+                Ok(ws) => ws,
+                Err(st) => return st,
+            };
             // Room for this thread's entry, so that entering on the new thread cannot fail.
-            let room = g.pending_spawns + 1;
-            if g.workers.try_reserve(room).is_err() {
+            let room = ws.pending_spawns + 1;
+            if ws.list.try_reserve(room).is_err() {
                 return Status::NoMem;
             }
-            g.pending_spawns += 1;
+            ws.pending_spawns += 1;
         }
         let s = self.clone();
         let st = sys_spawn(move || {
@@ -286,7 +331,9 @@ impl Stopper {
         });
         if st != Status::Ok {
             let mut g = self.inner.lock_slow();
-            g.pending_spawns -= 1;
+            if let Some(ws) = workers(&mut g) {
+                ws.pending_spawns -= 1;
+            }
             self.inner.notify(&g);
         }
         st
@@ -356,14 +403,15 @@ impl Drop for Scope {
 fn leave(inner: &Rc<Inner>, key: u64) {
     let mut g = inner.lock_slow();
     loop {
-        let Some(pos) = g.workers.iter().position(|w| w.key == key) else {
+        let Some(ws) = workers(&mut g) else { return };
+        let Some(pos) = ws.list.iter().position(|w| w.key == key) else {
             return;
         };
-        if g.workers[pos].in_hook {
+        if ws.list[pos].in_hook {
             g = inner.cv_wait(g, None).0;
             continue;
         }
-        let w = g.workers.swap_remove(pos);
+        let w = ws.list.swap_remove(pos);
         inner.notify(&g);
         drop(g);
         if let Some((due, id)) = w.repeat {
@@ -373,22 +421,19 @@ fn leave(inner: &Rc<Inner>, key: u64) {
     }
 }
 
-pub(crate) type Panic = Box<dyn std::any::Any + Send + 'static>;
-
 /// Calls each worker's hook once (the stop's step 4), on the stopping thread. A panicking
 /// (Rust) hook does not keep the others from being called; the first panic is returned.
-pub(crate) fn deliver_hooks(inner: &Rc<Inner>, reason: i32) -> Option<Panic> {
+fn deliver_hooks(inner: &Rc<Inner>, reason: i32) -> Option<Panic> {
     let mut first_panic = None;
     loop {
         let mut g = inner.lock_slow();
-        let Some(pos) = g
-            .workers
-            .iter()
-            .position(|w| w.hook.is_some() && !w.delivered)
-        else {
+        let Some(w) = workers(&mut g).and_then(|ws| {
+            ws.list
+                .iter_mut()
+                .find(|w| w.hook.is_some() && !w.delivered)
+        }) else {
             return first_panic;
         };
-        let w = &mut g.workers[pos];
         w.delivered = true;
         let key = w.key;
         if let Some(p) = call_hook(inner, g, key, reason) {
@@ -397,36 +442,36 @@ pub(crate) fn deliver_hooks(inner: &Rc<Inner>, reason: i32) -> Option<Panic> {
     }
 }
 
-/// Called by the service thread when a repeat comes due.
-pub(crate) fn repeat_hook(inner: &Rc<Inner>, key: u64, reason: i32) -> Option<Panic> {
+/// Called by the service thread when worker `key`'s repeat comes due.
+fn repeat_hook(inner: &Rc<Inner>, _timer: u64, key: u64, reason: i32) {
     let mut g = inner.lock_slow();
-    let w = g.workers.iter_mut().find(|w| w.key == key)?;
+    let Some(w) = workers(&mut g).and_then(|ws| ws.list.iter_mut().find(|w| w.key == key)) else {
+        return;
+    };
     w.repeat = None;
-    call_hook(inner, g, key, reason)
+    if let Some(p) = call_hook(inner, g, key, reason) {
+        std::panic::resume_unwind(p); // caught by the service thread
+    }
 }
 
 /// With the lock held and worker `key` present: marks it in a hook call, calls without the
 /// lock, then schedules the next repeat if the hook asks for one and the worker is still in.
-fn call_hook(
-    inner: &Rc<Inner>,
-    mut g: crate::stopper::SlowGuard<'_>,
-    key: u64,
-    reason: i32,
-) -> Option<Panic> {
-    let w = g.workers.iter_mut().find(|w| w.key == key)?;
+fn call_hook(inner: &Rc<Inner>, mut g: SlowGuard<'_>, key: u64, reason: i32) -> Option<Panic> {
+    let w = workers(&mut g)?.list.iter_mut().find(|w| w.key == key)?;
     let hook = w.hook.clone()?;
     let tid = w.tid;
     w.in_hook = true;
     drop(g);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.call(tid, reason)));
     let mut g = inner.lock_slow();
-    if let Some(w) = g.workers.iter_mut().find(|w| w.key == key) {
+    if let Some(w) = workers(&mut g).and_then(|ws| ws.list.iter_mut().find(|w| w.key == key)) {
         w.in_hook = false;
         if hook.repeat_ns > 0 && w.repeat.is_none() {
             let due = sys::now_ns().saturating_add(hook.repeat_ns as u64);
-            let timer = service::Timer::Repeat {
+            let timer = service::Timer::Stopper {
                 target: Rc::clone(inner),
-                key,
+                fire: repeat_hook,
+                arg: key,
                 reason,
             };
             if let Ok(id) = service::schedule(due, timer) {

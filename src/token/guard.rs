@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{Stopper, REASON_DEADLINE, REASON_REQUESTED, REASON_SIGNAL};
+use crate::token::stopper::{Stopper, REASON_DEADLINE, REASON_REQUESTED, REASON_SIGNAL};
 
 /// The error of [`Stopper::check`]: the stopper is stopped, with this reason.
 ///

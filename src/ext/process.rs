@@ -10,10 +10,12 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::service;
-use crate::status::Status;
-use crate::stopper::{Action, Inner, Stopper};
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::ext::service;
+use crate::token::callbacks::Action;
+use crate::token::inner::Inner;
+use crate::token::stopper::Stopper;
 
 /// When `stopper` stops, asks process `pid` to end with `SIGTERM`, then kills it with
 /// `SIGKILL` if it still runs after `grace_ns` (negative: never). The process is not reaped.
@@ -109,7 +111,7 @@ fn watch(stopper: &Stopper, pid: i32, grace_ns: i64, group: bool) -> Status {
     if reg.stage != Stage::Armed {
         return Status::Ok; // the stop came meanwhile: its callback took the watch over
     }
-    reg.callback = Some((crate::rc::Arc::downgrade(&stopper.inner), id));
+    reg.callback = Some((crate::base::rc::Arc::downgrade(&stopper.inner), id));
     match watch_exit(&w, &mut reg) {
         Ok(()) => Status::Ok,
         Err(st) => {
@@ -149,7 +151,7 @@ enum Stage {
 struct Reg {
     stage: Stage,
     /// Before the stop: the stopper and the callback's id.
-    callback: Option<(crate::rc::Weak<Inner>, u64)>,
+    callback: Option<(crate::base::rc::Weak<Inner>, u64)>,
     /// The service thread's poll of the pidfd.
     fd_watch: Option<u64>,
     /// During the escalation: the SIGKILL timer (due, id).

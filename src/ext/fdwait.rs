@@ -3,9 +3,9 @@
 
 use std::os::fd::RawFd;
 
-use crate::status::Status;
-use crate::stopper::Stopper;
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::token::stopper::Stopper;
 
 /// Waits until `fd` is ready for `events` (poll flags); returns poll's `revents`, or
 /// `Err(Stopped)` (checked first, so a busy descriptor never hides a stop), `Err(TimedOut)`,
@@ -23,7 +23,7 @@ pub fn wait_fd(
     if stopped() {
         return Err(Status::Stopped);
     }
-    crate::service::after_fork_check();
+    crate::base::fork::after_fork_check();
     let stop_fd = match stopper {
         Some(s) => Some(s.fd().map_err(|_| Status::Os)?),
         None => None,

@@ -3,11 +3,11 @@
 //! and a hook that signals one thread. The library never takes a signal that already has a
 //! handler: a plugin must not steal its host's signals.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::status::Status;
-use crate::sys;
+use crate::base::status::Status;
+use crate::base::sys;
 
 /// Signals whose handler the library installed (bit n = signal n).
 static INSTALLED: AtomicU64 = AtomicU64::new(0);
@@ -26,32 +26,79 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-pub(crate) fn fork_prepare() {
+/// After the service's lock: see `base::fork`.
+const FORK_RANK: usize = 3;
+
+static FORK_HOOKS: crate::base::fork::Hooks = crate::base::fork::Hooks {
+    prepare: fork_prepare,
+    parent: fork_done,
+    child: fork_done,
+    retry: || {},
+};
+
+fn fork_prepare() {
     let g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
 }
 
 /// Both sides of the fork: the thread that took the lock in `fork_prepare` releases it.
-pub(crate) fn fork_done() {
+fn fork_done() {
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
 }
 
-/// The fork handlers are registered when the library is loaded, before any thread can be
-/// inside one of its calls (registering them lazily, on first use, would leave a window in
-/// which a fork copies a half-taken registration, or a lock the handlers do not cover yet).
-extern "C" fn register_fork_handlers_at_load() {
-    crate::service::register_fork_handlers();
+extern "C" fn register_fork_hooks() {
+    crate::base::fork::register(FORK_RANK, &FORK_HOOKS);
 }
 
 #[used]
 #[link_section = ".init_array"]
-static REGISTER_FORK_HANDLERS: extern "C" fn() = register_fork_handlers_at_load;
+static REGISTER_FORK_HOOKS: extern "C" fn() = register_fork_hooks;
 
-/// Called by the handler; async-signal-safe.
-pub(crate) fn on_signal(signo: i32) {
+/// Stop signals received and not yet taken (bit n = signal n).
+static PENDING: AtomicU64 = AtomicU64::new(0);
+/// What the handler calls after marking a stop signal pending (set by whoever runs the stops:
+/// the service thread). Async-signal-safe by contract.
+static ON_STOP_SIGNAL: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Signals received by the library's handler (diagnostics; also keeps the handler's code
+/// unique, so that identical-code folding can never merge it with a host's empty handler and
+/// make the library mistake the host's handler for its own).
+pub static INTERRUPTS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// The library's signal handler, shared by interrupts and stops on a signal. For an interrupt
+/// its effect is that a blocking system call in the signalled thread returns `EINTR` (it is
+/// installed without `SA_RESTART`); for a stop signal it marks the signal pending and wakes
+/// whoever runs the stops.
+extern "C" fn handler(signo: libc::c_int) {
+    // Atomics and the registered wake (a futex wake) only: async-signal-safe; errno is
+    // preserved for the interrupted code.
+    let saved = sys::errno();
+    INTERRUPTS_RECEIVED.fetch_add(1, Ordering::Relaxed);
     if (1..64).contains(&signo) && STOP_SIGNALS.load(Ordering::Acquire) & (1u64 << signo) != 0 {
-        crate::service::signal_arrived(signo);
+        PENDING.fetch_or(1u64 << signo, Ordering::AcqRel);
+        let wake = ON_STOP_SIGNAL.load(Ordering::Acquire);
+        if !wake.is_null() {
+            // SAFETY: only `fn()` values are stored (`on_stop_signal`).
+            let wake: fn() = unsafe { std::mem::transmute::<*mut (), fn()>(wake) };
+            wake();
+        }
     }
+    sys::set_errno(saved);
+}
+
+/// The handler's address, to install it and to recognise it in `sigaction` results.
+fn handler_address() -> libc::sighandler_t {
+    handler as extern "C" fn(libc::c_int) as libc::sighandler_t
+}
+
+/// Sets what the handler calls when a stop signal arrives; `wake` must be async-signal-safe.
+pub(crate) fn on_stop_signal(wake: fn()) {
+    ON_STOP_SIGNAL.store(wake as *mut (), Ordering::Release);
+}
+
+/// Takes the stop signals received since the last call (bit n = signal n).
+pub(crate) fn take_pending() -> u64 {
+    PENDING.swap(0, Ordering::AcqRel)
 }
 
 /// Whether the library may use `signo` as an interrupt at all: in range, catchable, and not
@@ -89,13 +136,13 @@ fn install_with(signo: i32, flags: libc::c_int) -> Status {
     if !usable(signo) {
         return Status::Inval;
     }
-    crate::service::register_fork_handlers();
+    register_fork_hooks();
     let _g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let old = match sys::sigaction_get(signo) {
         Ok(a) => a,
         Err(_) => return Status::Os,
     };
-    let ours = sys::noop_handler_address();
+    let ours = handler_address();
     if old.sa_sigaction == ours {
         INSTALLED.fetch_or(1u64 << signo, Ordering::AcqRel);
         return Status::Ok;
@@ -119,30 +166,13 @@ pub(crate) fn uninstall_all() {
     let installed = INSTALLED.swap(0, Ordering::AcqRel);
     STOP_SIGNALS.store(0, Ordering::Release);
     INTERRUPT_SIGNALS.store(0, Ordering::Release);
-    let ours = sys::noop_handler_address();
+    let ours = handler_address();
     for signo in 1..64 {
         if installed & (1u64 << signo) != 0
             && sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == ours)
         {
             let _ = sys::sigaction_set(signo, libc::SIG_DFL, 0);
         }
-    }
-}
-
-/// Stops `stopper` with `REASON_SIGNAL` when the process receives `signo`. The handler only
-/// does async-signal-safe work; the stop, with its callbacks, runs on the service thread. The
-/// same rules as [`install`] decide which signals may be used. The stopper is kept alive until
-/// it stops.
-pub fn stop_on_signal(stopper: &crate::Stopper, signo: i32) -> Status {
-    if !usable(signo) {
-        return Status::Inval;
-    }
-    if stopper.is_set() {
-        return Status::Stopped;
-    }
-    match crate::service::add_signal_stop(signo, crate::rc::Arc::clone(&stopper.inner)) {
-        Ok(()) => Status::Ok,
-        Err(s) => s,
     }
 }
 
@@ -168,7 +198,7 @@ pub(crate) fn release_stop_signal(signo: i32) {
     if INTERRUPT_SIGNALS.load(Ordering::Acquire) & bit != 0 {
         return;
     }
-    if sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == sys::noop_handler_address())
+    if sys::sigaction_get(signo).is_ok_and(|a| a.sa_sigaction == handler_address())
         && sys::sigaction_set(signo, libc::SIG_DFL, 0).is_ok()
     {
         INSTALLED.fetch_and(!bit, Ordering::AcqRel);

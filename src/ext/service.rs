@@ -22,26 +22,27 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::fd::RawFd;
 use std::sync::atomic::AtomicI32;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use crate::rc::Arc;
-use crate::slab::OrderedSlab;
-use crate::status::Status;
-use crate::stopper::Inner;
-use crate::sys;
+use crate::base::rc::Arc;
+use crate::base::slab::OrderedSlab;
+use crate::base::status::Status;
+use crate::base::sys;
+use crate::token::callbacks::Waker;
+use crate::token::inner::Inner;
 
 /// What a timer does when it comes due.
 pub(crate) enum Timer {
-    /// Stop `target` with `reason` if this deadline is still the armed one.
-    Deadline { target: Arc<Inner>, reason: i32 },
-    /// Call worker `key`'s hook again.
-    Repeat {
+    /// Calls `fire(&target, timer id, arg, reason)` (a deadline, a repeated hook). The timer
+    /// keeps `target` alive until it fires or is cancelled.
+    Stopper {
         target: Arc<Inner>,
-        key: u64,
+        fire: fn(&Arc<Inner>, u64, u64, i32),
+        arg: u64,
         reason: i32,
     },
-    /// Run a closure (process watching).
+    /// Runs a closure (process watching).
     Task(Box<dyn FnOnce() + Send>),
 }
 
@@ -121,12 +122,8 @@ static STATE: Mutex<State> = Mutex::new(State::new());
 /// Bumped (then futex-woken) whenever the thread must look again: new earliest timer, work
 /// removed, a signal arrived, shutdown.
 static EPOCH: AtomicU32 = AtomicU32::new(0);
-/// Signals received for `stop_on_signal` and not yet handled (bit n = signal n).
-static SIGNALS_PENDING: AtomicU64 = AtomicU64::new(0);
+/// In a forked child: timers came along but the thread did not (see `fork_child`).
 static AFTER_FORK: AtomicBool = AtomicBool::new(false);
-/// Handles of service threads that belonged to a parent process (see `fork_child`).
-static ABANDONED: Mutex<Vec<sys::LibThread>> = Mutex::new(Vec::new());
-static ATFORK: Once = Once::new();
 
 fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
@@ -142,14 +139,6 @@ pub(crate) fn kick() {
         if fd >= 0 {
             sys::eventfd_signal(fd);
         }
-    }
-}
-
-/// Called from the signal handler: async-signal-safe.
-pub(crate) fn signal_arrived(signo: i32) {
-    if (1..64).contains(&signo) {
-        SIGNALS_PENDING.fetch_or(1u64 << signo, Ordering::AcqRel);
-        kick();
     }
 }
 
@@ -184,13 +173,35 @@ pub(crate) fn schedule(due: u64, timer: Timer) -> Result<u64, Status> {
     Ok(id)
 }
 
-/// Stops `target` with `REASON_SIGNAL` (on this thread) when `signo` arrives. The stopper is
-/// kept alive until it stops; once it stops for any reason the entry goes away.
-pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Status> {
+/// Stops `stopper` with `REASON_SIGNAL` when the process receives `signo`. The handler only
+/// does async-signal-safe work; the stop, with its callbacks, runs on the service thread. The
+/// same rules as [`crate::install_signal`] decide which signals may be used. The stopper is
+/// kept alive until it stops; once it stops for any reason the registration goes away.
+pub fn stop_on_signal(stopper: &crate::token::stopper::Stopper, signo: i32) -> Status {
+    if !crate::base::signal::usable(signo) {
+        return Status::Inval;
+    }
+    if stopper.is_set() {
+        return Status::Stopped;
+    }
+    match add_signal_stop(signo, Arc::clone(&stopper.inner)) {
+        Ok(()) => Status::Ok,
+        Err(s) => s,
+    }
+}
+
+/// The service thread's waker: a stopper with a signal stop registered wakes it when it stops
+/// some other way, so the registration goes.
+unsafe fn kick_waker(_: *const ()) {
+    kick();
+}
+
+fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Status> {
+    crate::base::signal::on_stop_signal(kick);
     let mut st = lock();
     // The thread first: a call that fails leaves the signal's disposition as it found it.
     ensure_thread(&mut st)?;
-    let taken = crate::signal::take_for_stop(signo);
+    let taken = crate::base::signal::take_for_stop(signo);
     if taken != Status::Ok {
         drop(st);
         kick(); // a thread started for nothing ends
@@ -202,7 +213,9 @@ pub(crate) fn add_signal_stop(signo: i32, target: Arc<Inner>) -> Result<(), Stat
     });
     drop(st);
     // When the stopper stops some other way, let the thread drop the entry (and maybe exit).
-    if target.add_waker(crate::stopper::Waker::Kick).is_err() {
+    // SAFETY: `kick_waker` only wakes, and uses no data.
+    let waker = unsafe { Waker::new(kick_waker, std::ptr::null()) };
+    if target.add_waker(waker).is_err() {
         kick();
     }
     Ok(())
@@ -231,27 +244,8 @@ pub fn thread_running() -> bool {
     lock().running
 }
 
-/// Restarts, in a forked child, the threads the parent had and the child needs: this one when
-/// timers were inherited, the shared-stopper watcher when shared stoppers were. Called on the
-/// paths that depend on them (waits, deadlines, registrations): one relaxed load otherwise.
-pub(crate) fn after_fork_check() {
-    crate::shared::after_fork_check();
-    if AFTER_FORK.load(Ordering::Relaxed) {
-        let mut st = lock();
-        AFTER_FORK.store(false, Ordering::Relaxed);
-        if st.has_work() {
-            let _ = ensure_thread(&mut st);
-        }
-    }
-}
-
-/// Registers the fork handlers (once): called before the first thread of the library starts.
-pub(crate) fn register_fork_handlers() {
-    ATFORK.call_once(|| sys::at_fork(fork_prepare, fork_parent, fork_child));
-}
-
 fn ensure_thread(st: &mut State) -> Result<(), Status> {
-    register_fork_handlers();
+    register_fork_hooks();
     AFTER_FORK.store(false, Ordering::Relaxed);
     if st.running || st.quit {
         return Ok(());
@@ -280,14 +274,18 @@ fn run() {
         // below return at once (read after them, its kick could be slept through).
         let epoch = EPOCH.load(Ordering::SeqCst);
         // Signals first: their stops run here, never in the handler.
-        let pending = SIGNALS_PENDING.swap(0, Ordering::AcqRel);
+        let pending = crate::base::signal::take_pending();
         let mut stop_now = Vec::new();
         let mut keep = Vec::with_capacity(st.signal_stops.len());
         for e in st.signal_stops.drain(..) {
             if e.target.is_set() {
                 stop_now.push((e.target, None, e.signo)); // stopped otherwise: drop the entry
             } else if pending & (1u64 << e.signo) != 0 {
-                stop_now.push((e.target, Some(crate::REASON_SIGNAL), e.signo));
+                stop_now.push((
+                    e.target,
+                    Some(crate::token::stopper::REASON_SIGNAL),
+                    e.signo,
+                ));
             } else {
                 keep.push(e);
             }
@@ -300,7 +298,7 @@ fn run() {
                 .iter()
                 .fold(0, |m, (_, _, signo)| m | 1u64 << signo);
             for signo in (1..64).filter(|n| done & !still & (1u64 << n) != 0) {
-                crate::signal::release_stop_signal(signo);
+                crate::base::signal::release_stop_signal(signo);
             }
             st.busy = true;
             drop(st);
@@ -342,12 +340,12 @@ fn run() {
 fn fire(id: u64, timer: Timer) {
     // A panic in user code must not take the service thread (and every later deadline) down.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || match timer {
-        Timer::Deadline { target, reason } => target.deadline_fired(id, reason),
-        Timer::Repeat {
+        Timer::Stopper {
             target,
-            key,
+            fire,
+            arg,
             reason,
-        } => drop(crate::workers::repeat_hook(&target, key, reason)),
+        } => fire(&target, id, arg, reason),
         Timer::Task(f) => f(),
     }));
 }
@@ -383,55 +381,68 @@ pub fn shutdown() {
     }
 }
 
-// Fork handling: close the fork gate (no thread holds a stopper's or a channel's lock, see
-// `sync::gate`), then hold the library's process-wide locks across fork (shared stoppers'
-// first, then the service's) so the child never inherits one locked by a thread that does not
-// exist there, and mark the threads that did not come along. The gate closes first: a gated
-// section may take the process-wide locks (a deadline armed under a stopper's lock), never the
-// reverse.
+// Fork: the service's lock is held across fork (see `base::fork`), so the child never inherits
+// it locked by a thread that does not exist there; in the child the thread is marked gone and
+// restarted by the next call that needs it when timers came along. The lock is taken after the
+// shared stoppers' (a gated section may arm a deadline under a stopper's lock, never the
+// reverse).
+const FORK_RANK: usize = 2;
+
+static FORK_HOOKS: crate::base::fork::Hooks = crate::base::fork::Hooks {
+    prepare: fork_prepare,
+    parent: fork_parent,
+    child: fork_child,
+    retry: after_fork,
+};
+
+extern "C" fn register_fork_hooks() {
+    crate::base::fork::register(FORK_RANK, &FORK_HOOKS);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_FORK_HOOKS: extern "C" fn() = register_fork_hooks;
+
 thread_local! {
     static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, State>>> = const { std::cell::RefCell::new(None) };
 }
 
 fn fork_prepare() {
-    crate::sync::gate::close();
-    crate::shared::fork_prepare();
     let g = lock();
     let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
-    crate::signal::fork_prepare();
 }
 
 fn fork_parent() {
-    crate::signal::fork_done();
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
-    crate::shared::fork_parent();
-    crate::sync::gate::open();
 }
 
 fn fork_child() {
-    crate::signal::fork_done();
     let _ = FORK_GUARD.try_with(|f| {
         if let Some(mut g) = f.borrow_mut().take() {
-            // The thread did not come along: its handle names a thread of the parent, so it
-            // must never be joined or detached here. Park it for good (reachable, not leaked).
+            // The thread did not come along: its handle names a thread of the parent.
             if let Some(h) = g.thread.take() {
-                abandon(h);
+                sys::abandon(h);
             }
             g.running = false;
             g.busy = false;
             renew_wake_fd();
             if g.has_work() {
                 AFTER_FORK.store(true, Ordering::Relaxed);
+                crate::base::fork::retry_later();
             }
         }
     });
-    crate::shared::fork_child();
-    crate::sync::gate::open_in_child();
 }
 
-/// Keeps a thread handle that belonged to the parent process, for good (see `fork_child`).
-pub(crate) fn abandon(h: sys::LibThread) {
-    ABANDONED.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+/// In a forked child that inherited timers: starts the thread (see `base::fork`).
+fn after_fork() {
+    if AFTER_FORK.load(Ordering::Relaxed) {
+        let mut st = lock();
+        AFTER_FORK.store(false, Ordering::Relaxed);
+        if st.has_work() {
+            let _ = ensure_thread(&mut st);
+        }
+    }
 }
 
 // ---- Descriptors the thread polls (process watching). While there are any, the thread waits
