@@ -38,6 +38,28 @@ static SLOTS: [AtomicPtr<Hooks>; RANKS] = [
 ];
 static RETRY: AtomicBool = AtomicBool::new(false);
 
+/// Declares a module's fork hooks at a rank: defines `register_fork_hooks()` (for the module's
+/// first-use paths) and registers them when the library is loaded (`.init_array`).
+macro_rules! fork_hooks {
+    (rank: $rank:expr, prepare: $prepare:expr, parent: $parent:expr, child: $child:expr, retry: $retry:expr $(,)?) => {
+        static FORK_HOOKS: $crate::base::fork::Hooks = $crate::base::fork::Hooks {
+            prepare: $prepare,
+            parent: $parent,
+            child: $child,
+            retry: $retry,
+        };
+
+        extern "C" fn register_fork_hooks() {
+            $crate::base::fork::register($rank, &FORK_HOOKS);
+        }
+
+        #[used]
+        #[link_section = ".init_array"]
+        static REGISTER_FORK_HOOKS: extern "C" fn() = register_fork_hooks;
+    };
+}
+pub(crate) use fork_hooks;
+
 /// Registers `hooks` at `rank` (idempotent; one atomic store).
 pub(crate) fn register(rank: usize, hooks: &'static Hooks) {
     install();

@@ -73,14 +73,13 @@ impl<T> Arc<T> {
         })
     }
 
-    fn inner(&self) -> &RcBox<T> {
-        // SAFETY: a strong reference keeps the box allocated and the value alive.
-        unsafe { self.ptr.as_ref() }
+    fn strong(&self) -> &AtomicUsize {
+        strong_count_of(self.ptr)
     }
 
     /// A weak reference to the same box.
     pub fn downgrade(this: &Arc<T>) -> Weak<T> {
-        increment(&this.inner().weak);
+        increment(weak_count_of(this.ptr));
         Weak { ptr: this.ptr }
     }
 
@@ -131,7 +130,7 @@ impl<T> Arc<T> {
     /// gone): exactly one of several racing callers gets it, as with `Arc::into_inner`.
     pub fn into_inner(this: Arc<T>) -> Option<T> {
         let this = std::mem::ManuallyDrop::new(this);
-        if this.inner().strong.fetch_sub(1, Ordering::Release) != 1 {
+        if this.strong().fetch_sub(1, Ordering::Release) != 1 {
             return None;
         }
         fence(Ordering::Acquire);
@@ -144,6 +143,24 @@ impl<T> Arc<T> {
     }
 }
 
+// The counts are reached through references to the count fields alone, never to the whole box:
+// while the value is being dropped (`&mut` to it), the drop may release a `Weak` to its own box
+// (a stopper's drop unlinks it from its parents, whose child lists hold weak references to it),
+// and a reference covering the value would overlap that `&mut`.
+
+/// The strong count of the box at `ptr`, which must be allocated for as long as it is used.
+fn strong_count_of<'a, T>(ptr: NonNull<RcBox<T>>) -> &'a AtomicUsize {
+    // SAFETY: the caller holds a reference (strong or weak) that keeps the box allocated; only
+    // the count field is borrowed.
+    unsafe { &*std::ptr::addr_of!((*ptr.as_ptr()).strong) }
+}
+
+/// The weak count of the box at `ptr` (as `strong_count_of`).
+fn weak_count_of<'a, T>(ptr: NonNull<RcBox<T>>) -> &'a AtomicUsize {
+    // SAFETY: as in `strong_count_of`.
+    unsafe { &*std::ptr::addr_of!((*ptr.as_ptr()).weak) }
+}
+
 fn increment(count: &AtomicUsize) {
     if count.fetch_add(1, Ordering::Relaxed) > MAX_REFCOUNT {
         std::process::abort(); // as std's Arc: only reachable by leaking isize::MAX clones
@@ -152,7 +169,7 @@ fn increment(count: &AtomicUsize) {
 
 impl<T> Clone for Arc<T> {
     fn clone(&self) -> Arc<T> {
-        increment(&self.inner().strong);
+        increment(self.strong());
         Arc {
             ptr: self.ptr,
             _owns: PhantomData,
@@ -163,13 +180,14 @@ impl<T> Clone for Arc<T> {
 impl<T> Deref for Arc<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.inner().value
+        // SAFETY: a strong reference keeps the value alive; only the value is borrowed.
+        unsafe { &*std::ptr::addr_of!((*self.ptr.as_ptr()).value) }
     }
 }
 
 impl<T> Drop for Arc<T> {
     fn drop(&mut self) {
-        if self.inner().strong.fetch_sub(1, Ordering::Release) != 1 {
+        if self.strong().fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
         fence(Ordering::Acquire);
@@ -182,8 +200,8 @@ impl<T> Drop for Arc<T> {
 impl<T> Weak<T> {
     /// A strong reference, unless the value is gone.
     pub fn upgrade(&self) -> Option<Arc<T>> {
-        // SAFETY: a weak reference keeps the box (and so its counts) allocated.
-        let strong = unsafe { &self.ptr.as_ref().strong };
+        // A weak reference keeps the box (and so its counts) allocated.
+        let strong = strong_count_of(self.ptr);
         let mut n = strong.load(Ordering::Relaxed);
         loop {
             if n == 0 {
@@ -208,23 +226,20 @@ impl<T> Weak<T> {
 impl<T> Weak<T> {
     /// The number of strong references now (0 once the value is gone).
     pub fn strong_count(&self) -> usize {
-        // SAFETY: as in `upgrade`.
-        unsafe { self.ptr.as_ref().strong.load(Ordering::Acquire) }
+        strong_count_of(self.ptr).load(Ordering::Acquire)
     }
 }
 
 impl<T> Clone for Weak<T> {
     fn clone(&self) -> Weak<T> {
-        // SAFETY: as in `upgrade`.
-        increment(unsafe { &self.ptr.as_ref().weak });
+        increment(weak_count_of(self.ptr));
         Weak { ptr: self.ptr }
     }
 }
 
 impl<T> Drop for Weak<T> {
     fn drop(&mut self) {
-        // SAFETY: as in `upgrade`.
-        let weak = unsafe { &self.ptr.as_ref().weak };
+        let weak = weak_count_of(self.ptr);
         if weak.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }

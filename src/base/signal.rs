@@ -29,12 +29,13 @@ thread_local! {
 /// After the service's lock: see `base::fork`.
 const FORK_RANK: usize = 3;
 
-static FORK_HOOKS: crate::base::fork::Hooks = crate::base::fork::Hooks {
+crate::base::fork::fork_hooks! {
+    rank: FORK_RANK,
     prepare: fork_prepare,
     parent: fork_done,
     child: fork_done,
     retry: || {},
-};
+}
 
 fn fork_prepare() {
     let g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -45,14 +46,6 @@ fn fork_prepare() {
 fn fork_done() {
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
 }
-
-extern "C" fn register_fork_hooks() {
-    crate::base::fork::register(FORK_RANK, &FORK_HOOKS);
-}
-
-#[used]
-#[link_section = ".init_array"]
-static REGISTER_FORK_HOOKS: extern "C" fn() = register_fork_hooks;
 
 /// Stop signals received and not yet taken (bit n = signal n).
 static PENDING: AtomicU64 = AtomicU64::new(0);

@@ -392,20 +392,13 @@ pub fn shutdown() {
 // reverse).
 const FORK_RANK: usize = 2;
 
-static FORK_HOOKS: crate::base::fork::Hooks = crate::base::fork::Hooks {
+crate::base::fork::fork_hooks! {
+    rank: FORK_RANK,
     prepare: fork_prepare,
     parent: fork_parent,
     child: fork_child,
     retry: after_fork,
-};
-
-extern "C" fn register_fork_hooks() {
-    crate::base::fork::register(FORK_RANK, &FORK_HOOKS);
 }
-
-#[used]
-#[link_section = ".init_array"]
-static REGISTER_FORK_HOOKS: extern "C" fn() = register_fork_hooks;
 
 thread_local! {
     static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, State>>> = const { std::cell::RefCell::new(None) };

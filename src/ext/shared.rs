@@ -475,20 +475,13 @@ thread_local! {
 /// The first process-wide locks taken at a fork (see `base::fork`).
 const FORK_RANK: usize = 1;
 
-static FORK_HOOKS: crate::base::fork::Hooks = crate::base::fork::Hooks {
+crate::base::fork::fork_hooks! {
+    rank: FORK_RANK,
     prepare: fork_prepare,
     parent: fork_parent,
     child: fork_child,
     retry: after_fork,
-};
-
-extern "C" fn register_fork_hooks() {
-    crate::base::fork::register(FORK_RANK, &FORK_HOOKS);
 }
-
-#[used]
-#[link_section = ".init_array"]
-static REGISTER_FORK_HOOKS: extern "C" fn() = register_fork_hooks;
 
 fn fork_prepare() {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());

@@ -59,15 +59,7 @@ impl Inner {
             // flag, set below. Only a shared page can show the flag first (a peer wrote it
             // without a reason, and the watcher or an opener already took this process's
             // actions): then the stop was not this call's, which only completed its reason.
-            let took = self
-                .actions
-                .compare_exchange(
-                    ACTIONS_IDLE,
-                    ACTIONS_RUNNING,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok();
+            let took = self.take_actions();
             self.publish_stop();
             return took;
         }
@@ -85,6 +77,18 @@ impl Inner {
             }
         }
         false
+    }
+
+    /// Takes this process's stop actions for the calling thread: true when nobody had.
+    fn take_actions(&self) -> bool {
+        self.actions
+            .compare_exchange(
+                ACTIONS_IDLE,
+                ACTIONS_RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Makes a new stopper one that no stop reaches (`Stopper::never`).
@@ -134,16 +138,7 @@ impl Arc<Inner> {
     /// Runs this process's stop actions unless another thread already took them (the watcher
     /// for a shared stopper stopped by another process, or a late opener of one).
     pub(crate) fn run_stop_actions(&self, reason: i32) {
-        if self
-            .actions
-            .compare_exchange(
-                ACTIONS_IDLE,
-                ACTIONS_RUNNING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
+        if self.take_actions() {
             self.do_stop_actions(reason);
         }
     }
