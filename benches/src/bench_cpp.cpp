@@ -14,6 +14,7 @@
 
 #include <stop_token>
 #include <thread>
+#include <utility>
 
 namespace {
 
@@ -143,13 +144,11 @@ int main(int argc, char **argv)
                 bench::g_scale);
     // a threaded process, like bench_core
     std::thread([] {}).join();
-    if (bench::want("is_set"))
-        bench_is_set();
-    if (bench::want("source"))
-        bench_source();
-    if (bench::want("callback"))
-        bench_callback();
-    if (bench::want("token"))
-        bench_token();
+    const std::pair<const char *, void (*)()> benches[] = {
+        {"is_set", bench_is_set}, {"source", bench_source}, {"callback", bench_callback}, {"token", bench_token},
+    };
+    for (auto [name, run] : benches)
+        if (bench::want(name))
+            run();
     return 0;
 }
