@@ -120,6 +120,7 @@ fn race_stop_wait_register_unregister() {
             main_jitter: |i| (i * 7) % 89 + if i % 3 == 0 { (i * 31) % 2500 } else { 0 },
             helper_jitter: |i| (i * 13) % 97,
         },
+        // Before the round, on this thread: the fresh stopper's set-up.
         |r| {
             kept.reset(0);
             unreg.reset(if r.i % 4 == 0 { 2000 } else { 50 });
@@ -135,6 +136,7 @@ fn race_stop_wait_register_unregister() {
             id1.store(id, Relaxed);
             stop_at.store(0, Release);
         },
+        // This thread's side (pinned to one core).
         |r, _| {
             let reason = (r.i % 1000) as i32 + 10;
             stop_at.store(::stopper::now_ns(), Release);
@@ -142,6 +144,7 @@ fn race_stop_wait_register_unregister() {
             expect!(r, won == 1, "stop returned {won}");
             reason
         },
+        // The helper thread's side (pinned to another).
         |r| {
             // 1. Register while the stop may be under way.
             let mut id2 = 0u64;
@@ -192,6 +195,7 @@ fn race_stop_wait_register_unregister() {
                 max_wake_ns.fetch_max(woke - at, Relaxed);
             }
         },
+        // After both sides: what must hold.
         |r, _, reason| {
             let runs = kept.runs.load(Acquire);
             expect!(r, runs == 1, "a registered callback ran {runs} times");
@@ -251,6 +255,7 @@ fn race_unregister_ok_means_never_runs() {
             main_jitter: |i| (i * 5) % 67,
             helper_jitter: |i| (i * 11) % 61,
         },
+        // Before the round, on this thread: the fresh stopper's set-up.
         |r| {
             rec.reset((r.i % 3) as u32 * 100);
             let mut cid = 0;
@@ -258,10 +263,13 @@ fn race_unregister_ok_means_never_runs() {
             id.store(cid, Relaxed);
             cid
         },
+        // This thread's side (pinned to one core).
         |r, _| {
             stopper_stop(r.s, 0);
         },
+        // The helper thread's side (pinned to another).
         |r| result.store(stopper_unregister(r.s, id.load(Relaxed)), Release),
+        // After both sides: what must hold.
         |r, &cid, ()| {
             let first = result.load(Acquire);
             let runs = rec.runs.load(Acquire);
@@ -319,6 +327,7 @@ fn race_concurrent_stops_and_child_creation() {
             main_jitter: |i| (i * 7) % 43 + if i % 2 == 0 { (i * 13) % 600 } else { 0 },
             helper_jitter: |i| (i * 3) % 41,
         },
+        // Before the round, on this thread: the fresh stopper's set-up.
         |r| {
             let child = stopper_new_child(r.s);
             let other = stopper_new();
@@ -326,7 +335,9 @@ fn race_concurrent_stops_and_child_creation() {
             let linked = stopper_new_linked(parents.as_ptr(), 2);
             (child, other, linked)
         },
+        // This thread's side (pinned to one core).
         |r, _| stopper_stop(r.s, 100),
+        // The helper thread's side (pinned to another).
         |r| {
             let c = stopper_new_child(r.s);
             if stopper_is_set(c) {
@@ -335,6 +346,7 @@ fn race_concurrent_stops_and_child_creation() {
             late_child.store(c as usize, Release);
             helper_won.store(stopper_stop(r.s, 200), Release);
         },
+        // After both sides: what must hold.
         |r, &(child, other, linked), mine| {
             let theirs = helper_won.load(Acquire);
             expect!(
@@ -410,12 +422,14 @@ fn race_enter_exit_vs_stop_join_with_hooks() {
             main_jitter: |i| (i * 7) % 47 + if i % 3 != 0 { (i * 11) % 1200 } else { 0 },
             helper_jitter: |i| (i * 17) % 53,
         },
+        // Before the round, on this thread: the fresh stopper's set-up.
         |_| {
             hook.calls.store(0, Relaxed);
             hook.tid.store(0, Relaxed);
             exiting.store(false, Relaxed);
             stop_returned.store(false, Relaxed);
         },
+        // This thread's side (pinned to one core).
         |r, _| {
             if r.i % 2 == 0 {
                 stopper_stop(r.s, 0);
@@ -425,6 +439,7 @@ fn race_enter_exit_vs_stop_join_with_hooks() {
             expect!(r, j == STOPPER_OK, "join returned {j}");
             exiting.load(Acquire)
         },
+        // The helper thread's side (pinned to another).
         |r| {
             let h = stopper_hook {
                 func: Some(count_hook),
@@ -461,6 +476,7 @@ fn race_enter_exit_vs_stop_join_with_hooks() {
             let t = hook.tid.load(Relaxed);
             expect!(r, t == 0 || t == r.me, "the hook got another thread's id");
         },
+        // After both sides: what must hold.
         |r, _, ex| {
             let calls = hook.calls.load(Acquire);
             match entered.load(Acquire) {
@@ -522,6 +538,7 @@ fn race_blocking_calls_vs_stop() {
             main_jitter: |i| (i * 29) % 300 + if i % 2 == 0 { (i * 37) % 4000 } else { 0 },
             helper_jitter: |_| 0,
         },
+        // Before the round, on this thread: the fresh stopper's set-up.
         |r| {
             let c = chan_p as *mut ffi::stopper_chan;
             // Channel state for the kind: empty for receive, full for send.
@@ -531,9 +548,11 @@ fn race_blocking_calls_vs_stop() {
                 stopper_chan_send(c, 1, null(), 0);
             }
         },
+        // This thread's side (pinned to one core).
         |r, _| {
             stopper_stop(r.s, 0);
         },
+        // The helper thread's side (pinned to another).
         |r| {
             let s = r.s as *const ffi::stopper;
             let c = chan_p as *mut ffi::stopper_chan;
@@ -567,6 +586,7 @@ fn race_blocking_calls_vs_stop() {
             );
             per_kind[kind as usize].fetch_add(1, Relaxed);
         },
+        // After both sides: nothing more (the helper's side checks its own call).
         |_, _, ()| {},
     );
     stopper_release(other);
