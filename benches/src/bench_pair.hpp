@@ -1,4 +1,5 @@
-// Shared by the C++ benchmarks: option parsing and the interleaved A/B timing loop.
+// Shared by the C++ benchmarks: option parsing, the interleaved A/B timing loop (run_pair) and
+// the loop bodies it times (each_made, count_true, each).
 #ifndef STOPPER_BENCH_PAIR_HPP
 #define STOPPER_BENCH_PAIR_HPP
 
@@ -79,6 +80,43 @@ template <class A, class B> void run_pair(const char *id, long n, A &&a, B &&b)
     }
     bench_emit_pair(id, va.data(), vb.data(), va.size());
     std::fprintf(stderr, "  %-22s done\n", id);
+}
+
+// The timed loops run_pair takes, made from the one operation each side measures, so that a
+// pair names only what is timed. Each returns a `(long n)` loop running the operation n times.
+
+// `make()` returns a value (a constructor), kept alive to the end of the iteration (then its
+// destructor): times construction + destruction. A non-movable type is fine (the value is
+// built in place).
+template <class Make> auto each_made(Make make)
+{
+    return [make](long n) {
+        for (long i = 0; i < n; i++) {
+            auto v = make();
+            escape(v);
+        }
+    };
+}
+
+// `test()` returns a bool (a query); the true ones are counted, so that no call is elided.
+template <class Test> auto count_true(Test test)
+{
+    return [test](long n) {
+        long k = 0;
+        for (long i = 0; i < n; i++)
+            if (test())
+                k++;
+        escape(k);
+    };
+}
+
+// `op()` does the whole operation itself (what it must keep alive, it passes to escape).
+template <class Op> auto each(Op op)
+{
+    return [op](long n) {
+        for (long i = 0; i < n; i++)
+            op();
+    };
 }
 
 } // namespace bench

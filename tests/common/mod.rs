@@ -1,4 +1,7 @@
 //! Helpers shared by the integration tests (included with `mod common;`).
+//!
+//! `race.rs` beside it is the two-core race harness of `tests/stress.rs`, which includes it by
+//! path (`mod race;` is not declared here, so the other tests do not build it).
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
