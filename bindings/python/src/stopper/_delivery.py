@@ -133,6 +133,14 @@ def state() -> ThreadState:
     return ts
 
 
+def outside_scopes() -> bool:
+    """True when the calling thread is in no scope (``with s:`` or interruptible): no stop is
+    delivered to it, so the package's own calls need no no-delivery region there (a fast path
+    for :meth:`Stopper.stop`, whose shield matters only to a thread that scopes can interrupt)."""
+    ts = _tls.ts
+    return ts is None or not ts.stack
+
+
 def checkpoint_stopper() -> Any:
     """The stopper that a blocking call made by the calling thread must also wake on, or None.
 

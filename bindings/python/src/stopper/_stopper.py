@@ -87,8 +87,11 @@ class Stopper:
         asked for it, runs the callbacks (all before returning).  ``reason`` 0 records
         :data:`stopper.REASON_REQUESTED`.  Returns True if this call stopped it."""
         r = _reason_arg(reason)
-        with _d.shield():  # callbacks run here are never interrupted; a stop of this
-            st = _n.stopper_stop(self._h, r)  # thread's async scope is raised after them
+        if _d.outside_scopes():
+            st = _n.stopper_stop(self._h, r)
+        else:
+            with _d.shield():  # callbacks run here are never interrupted; a stop of this
+                st = _n.stopper_stop(self._h, r)  # thread's async scope is raised after them
         if st < 0:
             _n.fail(st, "stopper_stop")
         return st == 1
