@@ -313,3 +313,26 @@ fn a_panicking_callback_on_a_deadline_completes_the_stop_and_the_service_goes_on
     );
     assert_eq!(next.wait(Some(Duration::from_secs(10))), Wait::Stopped);
 }
+
+/// The service thread sleeps until the earliest deadline with the least timer slack the kernel
+/// allows (1 ns), not the 50 µs every thread inherits: a deadline is not that much late.
+#[test]
+fn the_service_thread_sleeps_with_1_ns_of_timer_slack() {
+    // SAFETY: PR_GET_TIMERSLACK reads the calling thread's slack; no memory is passed.
+    let own = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
+    assert!(own > 1, "this thread has the inherited slack ({own} ns)");
+    let s = Stopper::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.on_stop(move |_| {
+        // Runs on the service thread, which fired the deadline.
+        // SAFETY: as above.
+        let slack = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
+        let _ = tx.send(slack);
+    })
+    .forget();
+    assert_eq!(s.stop_after(Some(Duration::from_millis(1)), 0), Status::Ok);
+    let slack = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the deadline fired");
+    assert_eq!(slack, 1, "the service thread's timer slack");
+}

@@ -3,8 +3,12 @@
  *   bench_timechan deadlines [--counts 1,1000,100000] [--probes P] [--burst N]
  *       lateness of a deadline (the time its stop callback ran minus the time it was due) while
  *       N deadlines are pending: P probe deadlines, one at a time, beside N - 1 others due much
- *       later; with the thread count and the resident-memory growth per pending deadline. Then a
- *       burst: N deadlines due over one second, all firing, and the lateness of each.
+ *       later; with the thread count and the resident-memory growth per pending deadline. Each
+ *       probe is followed by the floor, the same delay slept by a bare absolute
+ *       clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) on a thread with 1 ns timer slack
+ *       (PR_SET_TIMERSLACK), and by the same on a thread with the default slack (50 us), so the
+ *       three are sampled interleaved in one run. Then a burst: N deadlines due over one second,
+ *       all firing, and the lateness of each.
  *   bench_timechan chan [--null] ITEMS PxC:CAP...
  *       channel throughput (items/s), printed as `RESULT PxC:CAP rate` (the format of
  *       crossbeam-ref). Send and receive get a running stopper, or NULL with --null.
@@ -21,8 +25,10 @@
 
 #include <stopper.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -107,10 +113,78 @@ static void deadline_batch(long n, int64_t base, int64_t spread, int64_t *late, 
     free(recs);
 }
 
+/* The floor: a thread blocked in an absolute clock_nanosleep, woken by the kernel's timer; its
+ * lateness is the time it runs again minus the time it was due. `slack_ns` > 0 sets the thread's
+ * timer slack (PR_SET_TIMERSLACK); 0 keeps the slack it inherited (the default, 50 us). The
+ * thread that asks waits on a semaphore meanwhile, as a deadline's owner waits in stopper_wait. */
+typedef struct {
+    pthread_t th;
+    sem_t go, done;
+    unsigned long slack_ns;
+    int64_t due, woke;
+    int quit, failed;
+} floor_timer;
+
+static void *floor_loop(void *p)
+{
+    floor_timer *f = p;
+    if (f->slack_ns > 0 && prctl(PR_SET_TIMERSLACK, f->slack_ns, 0, 0, 0) != 0)
+        f->failed = 1;
+    for (;;) {
+        struct timespec ts;
+        int rc;
+        while (sem_wait(&f->go) != 0) {
+        }
+        if (f->quit)
+            return NULL;
+        ts.tv_sec = (time_t)(f->due / 1000000000LL);
+        ts.tv_nsec = (long)(f->due % 1000000000LL);
+        while ((rc = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)) == EINTR) {
+        }
+        if (rc != 0)
+            f->failed = 1;
+        f->woke = bench_now_ns();
+        sem_post(&f->done);
+    }
+}
+
+static void floor_start(floor_timer *f, unsigned long slack_ns)
+{
+    memset(f, 0, sizeof *f);
+    f->slack_ns = slack_ns;
+    sem_init(&f->go, 0, 0);
+    sem_init(&f->done, 0, 0);
+    if (pthread_create(&f->th, NULL, floor_loop, f) != 0)
+        die("pthread_create failed");
+}
+
+/* Sleeps `delay` ns on the floor thread; returns its lateness. */
+static int64_t floor_sample(floor_timer *f, int64_t delay)
+{
+    f->due = bench_now_ns() + delay;
+    sem_post(&f->go);
+    while (sem_wait(&f->done) != 0) {
+    }
+    if (f->failed)
+        die("the floor's clock_nanosleep or prctl(PR_SET_TIMERSLACK) failed");
+    return f->woke - f->due;
+}
+
+static void floor_stop(floor_timer *f)
+{
+    f->quit = 1;
+    sem_post(&f->go);
+    pthread_join(f->th, NULL);
+    sem_destroy(&f->go);
+    sem_destroy(&f->done);
+}
+
 /* Lateness of probe deadlines (1 to 3 ms each, one at a time) while n - 1 other deadlines are
  * pending (due in 60 s; disarmed afterwards): what a timer heap of that size costs a deadline. */
-static void deadline_probes(long n, int probes, int64_t *late, int *threads, int64_t *rss_per)
+static void deadline_probes(long n, int probes, int64_t *late, int64_t *floor1, int64_t *floor_def, int *threads,
+                            int64_t *rss_per)
 {
+    floor_timer f1, fdef;
     long nbg = n - 1, i;
     stopper **bg = calloc((size_t)(nbg > 0 ? nbg : 1), sizeof *bg);
     int64_t rss0;
@@ -142,8 +216,11 @@ static void deadline_probes(long n, int probes, int64_t *late, int *threads, int
         rec.due = bench_now_ns() + delay;
         if (stopper_stop_after(s, delay, STOPPER_REASON_DEADLINE) != STOPPER_OK)
             die("stopper_stop_after failed");
-        if (p == 0)
+        if (p == 0) {
             *threads = bench_thread_count(); /* n deadlines pending now */
+            floor_start(&f1, 1);             /* the floor's threads are not counted */
+            floor_start(&fdef, 0);
+        }
         if (stopper_wait(s, 5000000000LL) != STOPPER_STOPPED)
             die("a deadline did not fire within 5 s");
         /* waiters are woken before the callbacks run: wait for ours too */
@@ -156,7 +233,12 @@ static void deadline_probes(long n, int probes, int64_t *late, int *threads, int
             die("a deadline stopped its stopper with another reason than STOPPER_REASON_DEADLINE");
         late[p] = rec.fired - rec.due;
         stopper_release(s);
+        /* the floor, with the same delay, right after (the three interleaved) */
+        floor1[p] = floor_sample(&f1, delay);
+        floor_def[p] = floor_sample(&fdef, delay);
     }
+    floor_stop(&f1);
+    floor_stop(&fdef);
     for (i = 0; i < nbg; i++) {
         if (stopper_is_set(bg[i]))
             die("a deadline due in 60 s fired early");
@@ -199,13 +281,21 @@ static int run_deadlines(int argc, char **argv)
         int threads = 0;
         int64_t rss_per = 0;
         int64_t *late = calloc((size_t)probes, sizeof *late);
+        int64_t *floor1 = calloc((size_t)probes, sizeof *floor1);
+        int64_t *floor_def = calloc((size_t)probes, sizeof *floor_def);
         if (n < 1)
             die("bad counts");
-        if (!late)
+        if (!late || !floor1 || !floor_def)
             die("out of memory");
-        deadline_probes(n, probes, late, &threads, &rss_per);
+        deadline_probes(n, probes, late, floor1, floor_def, &threads, &rss_per);
         snprintf(id, sizeof id, "deadline_late_%ld", n);
         bench_emit_samples(id, late, (size_t)probes);
+        snprintf(id, sizeof id, "deadline_floor_%ld", n);
+        bench_emit_samples(id, floor1, (size_t)probes);
+        snprintf(id, sizeof id, "deadline_floor_default_%ld", n);
+        bench_emit_samples(id, floor_def, (size_t)probes);
+        free(floor1);
+        free(floor_def);
         snprintf(id, sizeof id, "deadline_threads_%ld", n);
         bench_emit_value(id, "threads", threads);
         if (n > 1) {

@@ -123,60 +123,81 @@ pub(crate) mod gate {
         use std::cell::Cell;
         use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
-        /// Threads inside a section (or about to find the gate closed and back off).
-        static INSIDE: AtomicU32 = AtomicU32::new(0);
+        /// Threads inside a section (or about to find the gate closed and back off), counted
+        /// in stripes, one cache line each: a thread always counts in the same stripe, so
+        /// threads working on different stripes never write the same line (a sender and a
+        /// receiver of a channel, say). Only a fork reads them all.
+        const STRIPES: usize = 16;
+
+        #[repr(align(64))]
+        struct Stripe(AtomicU32);
+
+        static INSIDE: [Stripe; STRIPES] = [const { Stripe(AtomicU32::new(0)) }; STRIPES];
         /// 1 while a fork is being prepared; threads wait on it.
         static CLOSED: AtomicU32 = AtomicU32::new(0);
+        /// Hands out stripes to threads in turn.
+        static NEXT_STRIPE: AtomicU32 = AtomicU32::new(0);
 
         thread_local! {
-            static DEPTH: Cell<u32> = const { Cell::new(0) };
+            /// (sections entered and not left, this thread's stripe + 1; 0 = none yet).
+            static STATE: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
         }
 
         pub(crate) fn enter() {
-            let depth = DEPTH.try_with(|d| {
-                let n = d.get();
-                d.set(n + 1);
-                n
+            let first = STATE.try_with(|st| {
+                let (depth, mut stripe) = st.get();
+                if stripe == 0 {
+                    stripe = NEXT_STRIPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        % STRIPES as u32
+                        + 1;
+                }
+                st.set((depth + 1, stripe));
+                (depth, stripe - 1)
             });
-            if depth != Ok(0) {
-                return; // nested (or a thread in its last destructors: no fork runs then)
-            }
+            // Nested (or a thread in its last destructors, which no fork runs beside): pass.
+            let Ok((0, stripe)) = first else { return };
+            let count = &INSIDE[stripe as usize].0;
             loop {
-                INSIDE.fetch_add(1, SeqCst);
+                count.fetch_add(1, SeqCst);
                 if CLOSED.load(SeqCst) == 0 {
                     return;
                 }
-                leave_count();
+                leave_count(count);
                 crate::base::sys::futex_wait(&CLOSED, 1, None, false);
             }
         }
 
         pub(crate) fn leave() {
-            let depth = DEPTH.try_with(|d| {
-                let n = d.get().saturating_sub(1);
-                d.set(n);
-                n
+            let last = STATE.try_with(|st| {
+                let (depth, stripe) = st.get();
+                let depth = depth.saturating_sub(1);
+                st.set((depth, stripe));
+                (depth, stripe.wrapping_sub(1))
             });
-            if depth == Ok(0) {
-                leave_count();
+            if let Ok((0, stripe)) = last {
+                leave_count(&INSIDE[stripe as usize % STRIPES].0);
             }
         }
 
-        fn leave_count() {
-            if INSIDE.fetch_sub(1, SeqCst) == 1 && CLOSED.load(SeqCst) != 0 {
-                crate::base::sys::futex_wake_all(&INSIDE, false);
+        fn leave_count(count: &AtomicU32) {
+            if count.fetch_sub(1, SeqCst) == 1 && CLOSED.load(SeqCst) != 0 {
+                crate::base::sys::futex_wake_all(count, false);
             }
         }
 
         /// Closes the gate and waits until no thread is inside (the fork's prepare handler).
+        /// A thread that counts itself after the gate closed sees it closed and backs off, so
+        /// once every stripe has been seen at zero, one after the other, nobody is inside.
         pub(crate) fn close() {
             CLOSED.store(1, SeqCst);
-            loop {
-                let n = INSIDE.load(SeqCst);
-                if n == 0 {
-                    return;
+            for stripe in &INSIDE {
+                loop {
+                    let n = stripe.0.load(SeqCst);
+                    if n == 0 {
+                        break;
+                    }
+                    crate::base::sys::futex_wait(&stripe.0, n, None, false);
                 }
-                crate::base::sys::futex_wait(&INSIDE, n, None, false);
             }
         }
 
@@ -189,7 +210,9 @@ pub(crate) mod gate {
         /// In the child: only the forking thread exists, and it is outside every section; a
         /// parent thread caught between its count and its look at the gate is forgotten.
         pub(crate) fn open_in_child() {
-            INSIDE.store(0, SeqCst);
+            for stripe in &INSIDE {
+                stripe.0.store(0, SeqCst);
+            }
             CLOSED.store(0, SeqCst);
         }
     }

@@ -453,6 +453,25 @@ pub fn pidfd_exited(fd: std::os::fd::RawFd) -> bool {
     unsafe { libc::poll(&mut p, 1, 0) == 1 }
 }
 
+/// Sets the calling thread's timer slack (how late the kernel may end its timed sleeps to
+/// batch wake-ups; a thread inherits 50 µs from its creator). Best effort.
+pub fn set_timer_slack_ns(ns: u64) {
+    // Miri implements only the name requests of `prctl`.
+    #[cfg(not(miri))]
+    // SAFETY: PR_SET_TIMERSLACK takes the slack as its one argument; no memory is passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0)
+    };
+    #[cfg(miri)]
+    let _ = ns;
+}
+
+/// Gives up the CPU to another runnable thread, if any (`sched_yield`).
+pub fn yield_cpu() {
+    // SAFETY: no arguments.
+    unsafe { libc::sched_yield() };
+}
+
 /// Reads `errno`.
 pub fn errno() -> i32 {
     // SAFETY: errno is thread-local.

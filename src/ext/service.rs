@@ -265,6 +265,10 @@ fn ensure_thread(st: &mut State) -> Result<(), Status> {
 }
 
 fn run() {
+    // Deadlines are absolute futex time-outs: with the 50 µs of timer slack a thread inherits,
+    // the kernel may end each of them that much late. The service thread asks for the least
+    // (it sleeps until the earliest deadline; nothing here spins).
+    sys::set_timer_slack_ns(1);
     let mut st = lock();
     loop {
         if st.quit {

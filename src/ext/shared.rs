@@ -724,6 +724,12 @@ mod watcher {
             }
             drop(weaks);
             if !stopped.is_empty() {
+                // Woken by a stop, the watcher steps back once first: the threads of this
+                // process blocked on the stopper were woken by the same stop, and on a busy
+                // machine the watcher's work (completing and freezing the page, whose `mremap`
+                // interrupts every CPU running a thread of this process) would otherwise run
+                // before them. They return from their wait; the watcher runs the actions next.
+                sys::yield_cpu();
                 for (inner, reason) in stopped {
                     {
                         let k = key(&inner);
