@@ -33,15 +33,21 @@
 //! anywhere before the sleep is seen. A receive after close keeps returning queued items until
 //! the queue is empty.
 
-use std::collections::VecDeque;
+use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 use crate::base::status::Status;
 use crate::base::sync::{futex, gate, spin_loop, AtomicU32, Mutex, MutexGuard};
 use crate::base::sys;
 use crate::token::callbacks::Waker;
 use crate::token::stopper::Stopper;
+
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicPtr, AtomicU64};
+
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicPtr, AtomicU64};
 
 /// The largest capacity of a bounded channel; beyond it, use an unbounded channel
 /// (capacity 0). Memory follows the items queued, not the capacity.
@@ -110,26 +116,80 @@ impl Side {
     }
 }
 
-/// The senders' end: the tail queue and the count of items ever pushed.
-struct TailQueue {
-    items: VecDeque<u64>,
-    /// Items ever sent (wrapping; only differences are used, all below 2^32).
-    sent: u32,
+/// Items per block of the queue: a block (its link and its slots) is 512 bytes.
+const BLOCK: usize = 63;
+
+/// A block of the queue: slots written once by a sender (under the tail lock) before the item
+/// count that covers them is published, read once by a receiver (under the head lock) after.
+struct Block {
+    next: AtomicPtr<Block>,
+    slots: [UnsafeCell<u64>; BLOCK],
+}
+
+impl Block {
+    /// A fresh block, or `None` without memory.
+    fn alloc() -> Option<*mut Block> {
+        let b = Block {
+            next: AtomicPtr::new(std::ptr::null_mut()),
+            slots: [const { UnsafeCell::new(0) }; BLOCK],
+        };
+        crate::base::rc::try_box(b).ok().map(Box::into_raw)
+    }
+
+    /// # Safety
+    /// `b` came from [`Block::alloc`] and nothing uses it any more.
+    unsafe fn free(b: *mut Block) {
+        // SAFETY: promised by the caller.
+        drop(unsafe { Box::from_raw(b) });
+    }
+}
+
+/// The senders' end, under the tail lock.
+struct TailEnd {
+    /// The block being filled (null before the first item).
+    block: *mut Block,
+    /// The next free slot of `block` (`BLOCK`: a new block is needed).
+    slot: usize,
+    /// Items ever sent.
+    sent: u64,
     /// The last `taken` read: the full check reads the shared one only when this says full.
-    taken_seen: u32,
+    taken_seen: u64,
 }
 
 struct Tail {
-    queue: Mutex<TailQueue>,
-    /// A copy of `sent`, for receivers spinning on an empty channel.
-    sent: AtomicU32,
+    end: Mutex<TailEnd>,
+    /// A copy of `sent`, published (release) after the item's slot is written; on a line of
+    /// its own, so that receivers reading it do not take the lock's line from the senders.
+    sent: Padded<AtomicU64>,
+    /// The first block, published once by the first send for the first receive.
+    first: AtomicPtr<Block>,
+}
+
+/// The receivers' end, under the head lock.
+struct HeadEnd {
+    /// The block being read (null before the first item).
+    block: *mut Block,
+    /// The next slot of `block` to read (`BLOCK`: move to the next block).
+    slot: usize,
+    /// Items ever received.
+    taken: u64,
+    /// The last `sent` read: the shared one is read again only when this says empty.
+    sent_seen: u64,
 }
 
 struct Head {
-    queue: Mutex<VecDeque<u64>>,
-    /// Items ever received (wrapping), written under `queue`'s lock.
-    taken: AtomicU32,
+    end: Mutex<HeadEnd>,
+    /// A copy of `taken`, for the senders' capacity check and `len` (its own line, as `sent`).
+    taken: Padded<AtomicU64>,
+    /// One drained block kept for the senders' next block (no allocation in a steady stream).
+    spare: AtomicPtr<Block>,
 }
+
+// SAFETY: the block pointers are owned by the channel and used only under its locks (see
+// `Block`); nothing in them is tied to a thread.
+unsafe impl Send for TailEnd {}
+// SAFETY: as above.
+unsafe impl Send for HeadEnd {}
 
 /// A locked section inside the fork gate; declared before the guards it covers, so that it is
 /// left after they are dropped.
@@ -159,9 +219,35 @@ pub struct Channel {
     senders: Padded<Side>,
     receivers: Padded<Side>,
     /// 0: unbounded.
-    cap: usize,
+    cap: u64,
     /// Written under the tail lock; nonzero once closed.
     closed: AtomicU32,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let head_block = {
+            let _section = Section::enter();
+            lock(&self.head.end).block
+        };
+        let mut b = if head_block.is_null() {
+            self.tail.first.load(Acquire)
+        } else {
+            head_block
+        };
+        while !b.is_null() {
+            // SAFETY: the blocks from the receivers' one on are the channel's, linked in order,
+            // and nothing else uses them now (`&mut self`).
+            let next = unsafe { (*b).next.load(Acquire) };
+            unsafe { Block::free(b) };
+            b = next;
+        }
+        let spare = self.head.spare.load(Acquire);
+        if !spare.is_null() {
+            // SAFETY: as above; the spare is linked nowhere.
+            unsafe { Block::free(spare) };
+        }
+    }
 }
 
 /// A wake-up registered on a stopper for one blocked operation; removed on drop (before the
@@ -196,20 +282,28 @@ impl Channel {
         );
         Channel {
             tail: Padded(Tail {
-                queue: Mutex::new(TailQueue {
-                    items: VecDeque::new(),
+                end: Mutex::new(TailEnd {
+                    block: std::ptr::null_mut(),
+                    slot: BLOCK,
                     sent: 0,
                     taken_seen: 0,
                 }),
-                sent: AtomicU32::new(0),
+                sent: Padded(AtomicU64::new(0)),
+                first: AtomicPtr::new(std::ptr::null_mut()),
             }),
             head: Padded(Head {
-                queue: Mutex::new(VecDeque::new()),
-                taken: AtomicU32::new(0),
+                end: Mutex::new(HeadEnd {
+                    block: std::ptr::null_mut(),
+                    slot: BLOCK,
+                    taken: 0,
+                    sent_seen: 0,
+                }),
+                taken: Padded(AtomicU64::new(0)),
+                spare: AtomicPtr::new(std::ptr::null_mut()),
             }),
             senders: Padded(Side::new()),
             receivers: Padded(Side::new()),
-            cap: capacity,
+            cap: capacity as u64,
             closed: AtomicU32::new(0),
         }
     }
@@ -232,41 +326,66 @@ impl Channel {
         Ok(())
     }
 
-    /// Waits at most [`SPIN`] pauses for `changed` (or the close); true when it came.
-    fn spin(&self, changed: impl Fn() -> bool) -> bool {
-        for _ in 0..SPIN {
-            spin_loop();
+    /// Waits at most [`SPIN`] pauses for `changed` (or the close), looking after 1, 2, 4, …
+    /// pauses (a thread that looks at every pause would pull the line the other side writes
+    /// away from it at every item).
+    fn spin(&self, changed: impl Fn() -> bool) {
+        let (mut left, mut step) = (SPIN, 1);
+        while left > 0 {
+            let n = step.min(left);
+            for _ in 0..n {
+                spin_loop();
+            }
+            left -= n;
+            step *= 2;
             if changed() || self.closed.load(Relaxed) != 0 {
-                return true;
+                return;
             }
         }
-        false
     }
 
     /// One attempt to send: `None` when full, else the status (the receivers woken on `Ok`).
-    fn try_send(&self, item: u64) -> Option<Status> {
+    /// `last_look`: before sleeping, read the receivers' count under their lock (see the
+    /// module's doc).
+    fn try_send(&self, item: u64, last_look: bool) -> Option<Status> {
         {
             let _section = Section::enter();
-            let mut tail = lock(&self.tail.queue);
+            let taken_now = (last_look && self.cap != 0).then(|| {
+                let _head = lock(&self.head.end);
+                self.head.taken.load(Relaxed)
+            });
+            let mut tail = lock(&self.tail.end);
             if self.closed.load(Relaxed) != 0 {
                 return Some(Status::Closed);
             }
-            if self.cap != 0 {
-                // Exact: `sent` and `taken` count every item in and out (wrapping; the
-                // capacity is below 2^32); a stale `taken_seen` only errs towards full.
-                let cap = self.cap as u32;
-                if tail.sent.wrapping_sub(tail.taken_seen) >= cap {
-                    tail.taken_seen = self.head.taken.load(SeqCst);
-                    if tail.sent.wrapping_sub(tail.taken_seen) >= cap {
-                        return None;
-                    }
+            if self.cap != 0 && tail.sent - tail.taken_seen >= self.cap {
+                // `taken` only grows; a stale copy only errs towards full.
+                let taken = taken_now.unwrap_or_else(|| self.head.taken.load(Acquire));
+                tail.taken_seen = tail.taken_seen.max(taken);
+                if tail.sent - tail.taken_seen >= self.cap {
+                    return None;
                 }
             }
-            if tail.items.try_reserve(1).is_err() {
-                return Some(Status::NoMem);
+            if tail.slot == BLOCK {
+                let spare = self.head.spare.swap(std::ptr::null_mut(), AcqRel);
+                let Some(next) = (!spare.is_null()).then_some(spare).or_else(Block::alloc) else {
+                    return Some(Status::NoMem);
+                };
+                if tail.block.is_null() {
+                    self.tail.first.store(next, Release);
+                } else {
+                    // SAFETY: the senders' block is live: receivers leave a block only after
+                    // its successor is linked here.
+                    unsafe { (*tail.block).next.store(next, Release) };
+                }
+                tail.block = next;
+                tail.slot = 0;
             }
-            tail.items.push_back(item);
-            tail.sent = tail.sent.wrapping_add(1);
+            // SAFETY: the slot is past every published item: no receiver reads it until the
+            // count below covers it.
+            unsafe { *(*tail.block).slots[tail.slot].get() = item };
+            tail.slot += 1;
+            tail.sent += 1;
             self.tail.sent.store(tail.sent, Release);
         }
         self.receivers.wake();
@@ -274,29 +393,57 @@ impl Channel {
     }
 
     /// One attempt to receive: `None` when empty, else the item or `Closed` (the senders of a
-    /// bounded channel woken when it takes an item).
-    fn try_recv(&self) -> Option<Result<u64, Status>> {
+    /// bounded channel woken when it takes an item). `last_look`: before sleeping, read the
+    /// senders' count and the close under their lock (see the module's doc).
+    fn try_recv(&self, last_look: bool) -> Option<Result<u64, Status>> {
         let item = {
             let _section = Section::enter();
-            let mut head = lock(&self.head.queue);
-            let item = match head.pop_front() {
-                Some(v) => v,
-                None => {
-                    let mut tail = lock(&self.tail.queue);
-                    if tail.items.is_empty() {
-                        let closed = self.closed.load(Relaxed) != 0;
-                        return closed.then_some(Err(Status::Closed));
-                    }
-                    // Every queued item moves to the head side, in order; the senders get the
-                    // empty buffer (its capacity kept: no allocation in a steady stream).
-                    std::mem::swap(&mut *head, &mut tail.items);
-                    drop(tail);
-                    // Not `None`: the swapped-in queue has items.
-                    head.pop_front()?
+            let mut head = lock(&self.head.end);
+            if head.sent_seen == head.taken {
+                head.sent_seen = self.tail.sent.load(Acquire);
+            }
+            if head.sent_seen == head.taken {
+                let (sent, closed) = if last_look {
+                    let _tail = lock(&self.tail.end);
+                    (self.tail.sent.load(Relaxed), self.closed.load(Relaxed) != 0)
+                } else if self.closed.load(Acquire) != 0 {
+                    // Sends end at the close: the count read after it is final.
+                    (self.tail.sent.load(Acquire), true)
+                } else {
+                    return None;
+                };
+                head.sent_seen = sent;
+                if sent == head.taken {
+                    return closed.then_some(Err(Status::Closed));
                 }
-            };
-            let taken = self.head.taken.load(Relaxed).wrapping_add(1);
-            self.head.taken.store(taken, SeqCst);
+            }
+            if head.slot == BLOCK {
+                // The item is in the next block, linked before its count was published.
+                let next = if head.block.is_null() {
+                    self.tail.first.load(Acquire)
+                } else {
+                    // SAFETY: the receivers' block is live (only they retire it, here).
+                    unsafe { (*head.block).next.load(Acquire) }
+                };
+                let old = std::mem::replace(&mut head.block, next);
+                head.slot = 0;
+                if !old.is_null() {
+                    // SAFETY: every slot of `old` was read, and the senders moved on to `next`
+                    // when they linked it: nothing uses `old` any more.
+                    unsafe {
+                        (*old).next.store(std::ptr::null_mut(), Relaxed);
+                        let prev = self.head.spare.swap(old, AcqRel);
+                        if !prev.is_null() {
+                            Block::free(prev);
+                        }
+                    }
+                }
+            }
+            // SAFETY: covered by the count read above (acquire): written, and read only here.
+            let item = unsafe { *(*head.block).slots[head.slot].get() };
+            head.slot += 1;
+            head.taken += 1;
+            self.head.taken.store(head.taken, Release);
             item
         };
         if self.cap != 0 {
@@ -315,17 +462,20 @@ impl Channel {
             if stopped() {
                 return Status::Stopped;
             }
-            if let Some(st) = self.try_send(item) {
+            if let Some(st) = self.try_send(item, false) {
                 return st;
             }
             if deadline.is_some_and(|d| d <= sys::now_ns()) {
                 return Status::TimedOut;
             }
             if std::mem::take(&mut spin) {
+                // Full: wait (briefly) for room for a batch, not for one slot at a time, which
+                // would hand the receivers' line back and forth at every item. Then one more
+                // attempt before sleeping, which takes any room there is.
                 let taken = self.head.taken.load(Relaxed);
-                if self.spin(|| self.head.taken.load(Relaxed) != taken || stopped()) {
-                    continue;
-                }
+                let batch = (self.cap / 2).clamp(1, 32);
+                self.spin(|| self.head.taken.load(Relaxed) - taken >= batch || stopped());
+                continue;
             }
             if let Some(s) = stopper {
                 if let Err(st) = self.watch(s, &self.senders, &mut wake) {
@@ -338,7 +488,7 @@ impl Channel {
             let last = if stopped() {
                 Some(Status::Stopped)
             } else {
-                self.try_send(item)
+                self.try_send(item, true)
             };
             if last.is_none() {
                 futex::wait(&self.senders.seq, seen, deadline, false);
@@ -360,7 +510,7 @@ impl Channel {
             if stopped() {
                 return Err(Status::Stopped);
             }
-            if let Some(r) = self.try_recv() {
+            if let Some(r) = self.try_recv(false) {
                 return r;
             }
             if deadline.is_some_and(|d| d <= sys::now_ns()) {
@@ -368,9 +518,8 @@ impl Channel {
             }
             if std::mem::take(&mut spin) {
                 let sent = || self.tail.sent.load(Acquire) != self.head.taken.load(Relaxed);
-                if self.spin(|| sent() || stopped()) {
-                    continue;
-                }
+                self.spin(|| sent() || stopped());
+                continue;
             }
             if let Some(s) = stopper {
                 self.watch(s, &self.receivers, &mut wake)?;
@@ -380,7 +529,7 @@ impl Channel {
             let last = if stopped() {
                 Some(Err(Status::Stopped))
             } else {
-                self.try_recv()
+                self.try_recv(true)
             };
             if last.is_none() {
                 futex::wait(&self.receivers.seq, seen, deadline, false);
@@ -396,21 +545,21 @@ impl Channel {
     pub fn close(&self) {
         {
             let _section = Section::enter();
-            let _tail = lock(&self.tail.queue);
+            let _tail = lock(&self.tail.end);
             self.closed.store(1, Release);
         }
-        // Every sleeper counted itself before a last look under the tail lock, which saw the
-        // close or was seen by this count.
+        // Every sleeper set its side's bit before a last look under the tail lock, which saw
+        // the close or was seen by this wake.
         self.senders.wake();
         self.receivers.wake();
     }
 
     /// Items queued now.
     pub fn len(&self) -> usize {
-        let _section = Section::enter();
-        let head = lock(&self.head.queue);
-        let tail = lock(&self.tail.queue);
-        head.len() + tail.items.len()
+        // `taken` first: it never passes the `sent` read after it.
+        let taken = self.head.taken.load(Acquire);
+        let sent = self.tail.sent.load(Acquire);
+        (sent - taken) as usize
     }
 
     /// Whether nothing is queued now.
