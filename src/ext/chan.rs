@@ -1,35 +1,41 @@
 //! A stoppable multi-producer multi-consumer channel of 64-bit items: blocking send and
 //! receive return `Stopped` the moment the stopper stops.
 //!
-//! **Queue.** Two queues, each under its own mutex, so that senders and receivers do not take
-//! the same lock on every item: senders push to the *tail* queue; receivers pop from the *head*
-//! queue and, when it runs dry, swap the two (holding both locks, head first), which moves every
-//! queued item to the head side in one step and hands the senders the emptied buffer, capacity
-//! kept. Order is FIFO: the head queue holds only items sent before every item of the tail
-//! queue, and a swap happens only when the head queue is empty. Both queues grow by fallible
-//! reservations only: a bounded channel's capacity is a limit, not an allocation made up front
-//! (a channel of [`MAX_CAPACITY`] costs a few words until it fills), and a send that cannot get
-//! memory returns `NoMem` instead of aborting the host. The capacity counts the items of both
-//! queues: `sent` (written under the tail lock) minus `taken` (written under the head lock).
-//! A sender keeps the last `taken` it read and reads it again only when that copy says full.
+//! **Queue.** A linked list of blocks of `BLOCK` slots. Senders, one at a time under the
+//! *tail* lock, write an item into the next slot of the last block (linking a new block first
+//! when it is full), then publish the count of items ever sent (`sent`, release). Receivers, one
+//! at a time under the *head* lock, read the slot after the last one taken while `taken` is
+//! below `sent` (acquire), and publish `taken`; the senders' lock is not taken to receive. Order
+//! is FIFO: slots are filled and read in one order, each once. A receiver leaves a block once it
+//! has read all of it and the next block is linked (which the senders did before publishing the
+//! item in it), so no sender touches the block any more; it keeps one such block for the
+//! senders' next one (no allocation in a steady stream) and frees any other. Each side keeps a
+//! copy of the other side's count and reads the shared one only when its copy says empty (or
+//! full), and each count lives on a cache line of its own, away from the locks. Blocks are
+//! allocated fallibly, when needed: a bounded channel's capacity is a limit, not an allocation
+//! made up front (a channel of [`MAX_CAPACITY`] costs a few cache lines until it fills), and a
+//! send that cannot get memory returns `NoMem` instead of aborting the host. The capacity
+//! bounds `sent - taken`.
 //!
-//! **Fork.** Every locked section (one per operation, whichever of the two locks it takes) is
-//! entered through the fork gate (`sync::gate`, once per operation): the fork's prepare handler
-//! waits until no thread is inside one, so a forked child never inherits a channel lock held by
-//! a thread it does not have, nor a queue half changed. No thread sleeps or spins inside a
-//! section, and a section takes no other lock of the library.
+//! **Fork.** Every locked section (one per operation, whichever locks it takes) is entered
+//! through the fork gate (`sync::gate`, once per operation): the fork's prepare handler waits
+//! until no thread is inside one, so a forked child never inherits a channel lock held by a
+//! thread it does not have, nor a block, a count or a link half written (all of them are
+//! written under a lock). No thread sleeps or spins inside a section, and a section takes no
+//! other lock of the library.
 //!
 //! **Waiting.** A side (senders, receivers) that finds nothing to do spins briefly (at most
-//! [`SPIN`] pauses, watching a counter of the other side, never a lock), then sleeps on its
-//! futex word. It counts itself among the side's sleepers *before* its last look (under the
-//! locks that decide), and the other side, after publishing an item (or a free slot), wakes it
-//! only when that count is nonzero: an operation that finds the other side awake costs no
-//! futex call and no write to a shared word. For the receivers the publishing and the last look
-//! are ordered by the tail lock both take; for the senders of a bounded channel, whose last look
-//! reads `taken` outside the head lock, by sequentially consistent accesses on both sides
-//! (`sleepers` incremented then `taken` read; `taken` written then `sleepers` read). A blocked
-//! operation on a stopper registers a wake-up on it for the time it blocks: the stop bumps the
-//! word it sleeps on; the stop is checked again after the word is read, so a stop landing
+//! `SPIN` pauses in all, looking at the other side's count after 1, 2, 4, … of them, never
+//! at a lock), tries once more, then sleeps on its futex word, whose low bit says "a thread of
+//! this side may sleep". A thread sets the bit *before* its last look, and the other side,
+//! after publishing an item (or a free slot), wakes the side only when the bit is set, clearing
+//! it as it wakes: an operation that finds the other side awake costs no futex call and no
+//! write to a shared word, and a woken thread slow to run costs one wake, not one per item. The
+//! last look and the publishing are ordered by a lock both take: a receiver's last look reads
+//! `sent` and the close under the tail lock, under which senders publish and `close` closes; a
+//! sender's reads `taken` under the head lock, under which receivers publish. A blocked
+//! operation on a stopper registers a wake-up on it for the time it blocks: the stop changes
+//! the word it sleeps on; the stop is checked again after the word is read, so a stop landing
 //! anywhere before the sleep is seen. A receive after close keeps returning queued items until
 //! the queue is empty.
 
@@ -554,12 +560,12 @@ impl Channel {
         self.receivers.wake();
     }
 
-    /// Items queued now.
+    /// Items queued now (both counts read under their locks: one moment's value).
     pub fn len(&self) -> usize {
-        // `taken` first: it never passes the `sent` read after it.
-        let taken = self.head.taken.load(Acquire);
-        let sent = self.tail.sent.load(Acquire);
-        (sent - taken) as usize
+        let _section = Section::enter();
+        let head = lock(&self.head.end);
+        let tail = lock(&self.tail.end);
+        (tail.sent - head.taken) as usize
     }
 
     /// Whether nothing is queued now.
