@@ -152,3 +152,69 @@ fn wait_any_vs_stop() {
         t.join().unwrap();
     });
 }
+
+/// The channel: a receive blocked on an empty channel gets the item sent from another thread
+/// (the sleeper bit set before the last look, the wake after the publishing: no lost wake-up).
+#[test]
+fn chan_blocked_recv_gets_the_item() {
+    loom::model(|| {
+        let c = Arc::new(stopper::Channel::new(0));
+        let r = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || c.recv(None, None))
+        };
+        assert_eq!(c.send(7, None, None), Status::Ok);
+        assert_eq!(r.join().unwrap(), Ok(7));
+    });
+}
+
+/// A full channel of capacity 1: the second send blocks until the receiver takes the first;
+/// both arrive, in order.
+#[test]
+fn chan_blocked_send_gets_the_freed_slot() {
+    loom::model(|| {
+        let c = Arc::new(stopper::Channel::new(1));
+        let s = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || {
+                assert_eq!(c.send(1, None, None), Status::Ok);
+                assert_eq!(c.send(2, None, None), Status::Ok);
+            })
+        };
+        assert_eq!(c.recv(None, None), Ok(1));
+        assert_eq!(c.recv(None, None), Ok(2));
+        s.join().unwrap();
+    });
+}
+
+/// A stop wakes a receive blocked (or about to block) on an empty channel.
+#[test]
+fn chan_stop_wakes_blocked_recv() {
+    loom::model(|| {
+        let s = Stopper::new();
+        let c = Arc::new(stopper::Channel::new(0));
+        let r = {
+            let (s, c) = (s.clone(), Arc::clone(&c));
+            thread::spawn(move || c.recv(Some(&s), None))
+        };
+        s.stop(0);
+        assert_eq!(r.join().unwrap(), Err(Status::Stopped));
+    });
+}
+
+/// `close` wakes a send blocked on a full channel; the queued item is still received.
+#[test]
+fn chan_close_wakes_blocked_send() {
+    loom::model(|| {
+        let c = Arc::new(stopper::Channel::new(1));
+        assert_eq!(c.send(1, None, None), Status::Ok);
+        let w = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || c.send(2, None, None))
+        };
+        c.close();
+        assert_eq!(w.join().unwrap(), Status::Closed);
+        assert_eq!(c.recv(None, None), Ok(1));
+        assert_eq!(c.recv(None, None), Err(Status::Closed));
+    });
+}
