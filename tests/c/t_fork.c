@@ -65,8 +65,9 @@ static int child_uses_the_library(struct hammer *h) {
 
 TEST_T(fork_while_other_threads_use_the_library, 120) {
     if (SANITIZED) {
-        /* Open (docs/reliability.md): under ASan some children hang; not yet understood
-         * whether in the sanitizer's own fork/exit handling or in the library. */
+        /* Under ASan some children hang: a library thread restarted in the child blocks on
+         * the sanitizer allocator's lock, inherited from a parent thread allocating at the
+         * fork (docs/reliability.md). */
         h_note("skipped under AddressSanitizer");
         return;
     }

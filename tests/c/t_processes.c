@@ -1991,6 +1991,15 @@ static int poll_parent_child(void *p) {
 
 TEST_T(a_forked_child_that_only_polls_hears_a_remote_stop_after_its_parent_is_gone, 40) {
     NEED_SHARED();
+#if defined(__SANITIZE_ADDRESS__)
+    /* The child's watcher starts in the fork's child handler and allocates at once. Under ASan
+     * it can block for good on the sanitizer allocator's lock, inherited locked from a thread of
+     * the parent that was allocating at the fork (gdb: the watcher in
+     * SizeClassAllocator64::GetFromAllocator -> Mutex::Lock). glibc's malloc takes its locks
+     * across fork; GCC's ASan allocator does not. docs/reliability.md. */
+    h_note("skipped under AddressSanitizer");
+    return;
+#endif
     REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); /* the orphaned grandchild comes to us */
     const char *name = uname_("poll");
     int ready[2], res[2];
