@@ -11,21 +11,30 @@ fn soon(ms: u64) -> Option<u64> {
     Some(stopper::now_ns() + ms * 1_000_000)
 }
 
-#[test]
-fn mpmc_keeps_per_producer_order_and_loses_nothing() {
-    let ch = Arc::new(Channel::new(16));
-    let producers = 4u64;
-    let per = common::iters(20_000) as u64;
-    let prods: Vec<_> = (0..producers)
+/// Starts `producers` threads, each sending `per` items `producer << 32 | i` in order.
+fn spawn_producers(
+    ch: &Arc<Channel>,
+    producers: u64,
+    per: u64,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..producers)
         .map(|p| {
-            let ch = Arc::clone(&ch);
+            let ch = Arc::clone(ch);
             std::thread::spawn(move || {
                 for i in 0..per {
                     assert_eq!(ch.send(p << 32 | i, None, None), Status::Ok);
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn mpmc_keeps_per_producer_order_and_loses_nothing() {
+    let ch = Arc::new(Channel::new(16));
+    let producers = 4u64;
+    let per = common::iters(20_000) as u64;
+    let prods = spawn_producers(&ch, producers, per);
     let cons: Vec<_> = (0..3)
         .map(|_| {
             let ch = Arc::clone(&ch);
@@ -176,16 +185,7 @@ fn pump(cap: usize, producers: u64, consumers: usize, per: u64) -> usize {
             most
         })
     };
-    let prods: Vec<_> = (0..producers)
-        .map(|p| {
-            let ch = Arc::clone(&ch);
-            std::thread::spawn(move || {
-                for i in 0..per {
-                    assert_eq!(ch.send(p << 32 | i, None, None), Status::Ok);
-                }
-            })
-        })
-        .collect();
+    let prods = spawn_producers(&ch, producers, per);
     let cons: Vec<_> = (0..consumers)
         .map(|_| {
             let ch = Arc::clone(&ch);

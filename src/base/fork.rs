@@ -38,15 +38,17 @@ static SLOTS: [AtomicPtr<Hooks>; RANKS] = [
 ];
 static RETRY: AtomicBool = AtomicBool::new(false);
 
-/// Declares a module's fork hooks at a rank: defines `register_fork_hooks()` (for the module's
-/// first-use paths) and registers them when the library is loaded (`.init_array`).
+/// Declares the calling module's fork hooks at a rank: its functions `fork_prepare`,
+/// `fork_parent`, `fork_child` and `after_fork` (see [`Hooks`]). Defines `register_fork_hooks()`
+/// (for the module's first-use paths) and registers them when the library is loaded
+/// (`.init_array`).
 macro_rules! fork_hooks {
-    (rank: $rank:expr, prepare: $prepare:expr, parent: $parent:expr, child: $child:expr, retry: $retry:expr $(,)?) => {
+    ($rank:expr) => {
         static FORK_HOOKS: $crate::base::fork::Hooks = $crate::base::fork::Hooks {
-            prepare: $prepare,
-            parent: $parent,
-            child: $child,
-            retry: $retry,
+            prepare: fork_prepare,
+            parent: fork_parent,
+            child: fork_child,
+            retry: after_fork,
         };
 
         extern "C" fn register_fork_hooks() {

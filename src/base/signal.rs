@@ -29,13 +29,7 @@ thread_local! {
 /// After the service's lock: see `base::fork`.
 const FORK_RANK: usize = 3;
 
-crate::base::fork::fork_hooks! {
-    rank: FORK_RANK,
-    prepare: fork_prepare,
-    parent: fork_done,
-    child: fork_done,
-    retry: || {},
-}
+crate::base::fork::fork_hooks!(FORK_RANK);
 
 fn fork_prepare() {
     let g = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -46,6 +40,17 @@ fn fork_prepare() {
 fn fork_done() {
     let _ = FORK_GUARD.try_with(|f| f.borrow_mut().take());
 }
+
+fn fork_parent() {
+    fork_done();
+}
+
+fn fork_child() {
+    fork_done();
+}
+
+/// Nothing to restart: the dispositions came along.
+fn after_fork() {}
 
 /// Stop signals received and not yet taken (bit n = signal n).
 static PENDING: AtomicU64 = AtomicU64::new(0);

@@ -392,13 +392,7 @@ pub fn shutdown() {
 // reverse).
 const FORK_RANK: usize = 2;
 
-crate::base::fork::fork_hooks! {
-    rank: FORK_RANK,
-    prepare: fork_prepare,
-    parent: fork_parent,
-    child: fork_child,
-    retry: after_fork,
-}
+crate::base::fork::fork_hooks!(FORK_RANK);
 
 thread_local! {
     static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, State>>> = const { std::cell::RefCell::new(None) };

@@ -475,13 +475,7 @@ thread_local! {
 /// The first process-wide locks taken at a fork (see `base::fork`).
 const FORK_RANK: usize = 1;
 
-crate::base::fork::fork_hooks! {
-    rank: FORK_RANK,
-    prepare: fork_prepare,
-    parent: fork_parent,
-    child: fork_child,
-    retry: after_fork,
-}
+crate::base::fork::fork_hooks!(FORK_RANK);
 
 fn fork_prepare() {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
